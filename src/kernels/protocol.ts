@@ -1,0 +1,99 @@
+/**
+ * The framed protocol between the server and a built-in kernel driver.
+ *
+ * The driver reads requests from fd 3 and writes events to fd 4. Neither is the cell's
+ * stdout/stderr, so user code that prints, closes stdout or writes binary cannot forge or
+ * corrupt a frame; at worst it can break its own kernel, which the server then reports as dead.
+ *
+ * A frame is a 4-byte big-endian length followed by that many bytes of UTF-8 JSON.
+ * See docs/kernel-protocol.md.
+ */
+
+/** fd the driver reads requests from. */
+export const REQUEST_FD = 3;
+/** fd the driver writes events to. */
+export const EVENT_FD = 4;
+
+/** Frames larger than this mean a broken or hostile driver: the kernel is killed. */
+export const MAX_FRAME_BYTES = 64 * 1024 * 1024;
+
+export type KernelRequest =
+  | { type: 'execute'; id: number; code: string; maxOutputBytes: number }
+  | { type: 'interrupt'; id: number };
+
+export type KernelEvent =
+  | { type: 'ready'; language: string; version: string }
+  | { type: 'stream'; id: number; name: 'stdout' | 'stderr'; text: string }
+  | {
+      type: 'result';
+      id: number;
+      status: 'ok';
+      /** Text form of the trailing expression's value, as a REPL shows it; null when there is none. */
+      value: string | null;
+      /** Output bytes the driver dropped because the cell passed maxOutputBytes. */
+      dropped?: number;
+    }
+  | {
+      type: 'result';
+      id: number;
+      status: 'error';
+      ename: string;
+      evalue: string;
+      /** Traceback lines, user code only, already formatted as the language shows them. */
+      traceback: string[];
+      /** True when the error is the result of an interrupt request. */
+      interrupted?: boolean;
+      dropped?: number;
+    };
+
+export function encodeFrame(message: KernelRequest | KernelEvent): Buffer {
+  const body = Buffer.from(JSON.stringify(message), 'utf8');
+  const frame = Buffer.allocUnsafe(4 + body.length);
+  frame.writeUInt32BE(body.length, 0);
+  body.copy(frame, 4);
+  return frame;
+}
+
+export class FrameError extends Error {}
+
+/**
+ * Incremental decoder: feed it chunks as they arrive, get whole messages back.
+ * Keeps at most one partial frame buffered.
+ */
+export class FrameDecoder {
+  #chunks: Buffer[] = [];
+  #buffered = 0;
+
+  push(chunk: Buffer): unknown[] {
+    this.#chunks.push(chunk);
+    this.#buffered += chunk.length;
+    const messages: unknown[] = [];
+    while (this.#buffered >= 4) {
+      const head = this.#peek(4);
+      const length = head.readUInt32BE(0);
+      if (length > MAX_FRAME_BYTES) throw new FrameError(`frame of ${length} bytes exceeds the limit`);
+      if (this.#buffered < 4 + length) break;
+      const frame = this.#take(4 + length);
+      try {
+        messages.push(JSON.parse(frame.toString('utf8', 4)));
+      } catch {
+        throw new FrameError('frame is not valid JSON');
+      }
+    }
+    return messages;
+  }
+
+  #peek(n: number): Buffer {
+    if (this.#chunks[0]!.length < n) this.#chunks = [Buffer.concat(this.#chunks)];
+    return this.#chunks[0]!.subarray(0, n);
+  }
+
+  #take(n: number): Buffer {
+    const all = this.#chunks.length === 1 ? this.#chunks[0]! : Buffer.concat(this.#chunks);
+    const frame = all.subarray(0, n);
+    const rest = all.subarray(n);
+    this.#chunks = rest.length > 0 ? [rest] : [];
+    this.#buffered = rest.length;
+    return frame;
+  }
+}

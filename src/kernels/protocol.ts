@@ -18,8 +18,7 @@ export const EVENT_FD = 4;
 export const MAX_FRAME_BYTES = 64 * 1024 * 1024;
 
 export type KernelRequest =
-  | { type: 'execute'; id: number; code: string; maxOutputBytes: number }
-  | { type: 'interrupt'; id: number };
+  { type: 'execute'; id: number; code: string; maxOutputBytes: number } | { type: 'interrupt'; id: number };
 
 export type KernelEvent =
   | { type: 'ready'; language: string; version: string }

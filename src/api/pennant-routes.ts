@@ -1,0 +1,206 @@
+/**
+ * The Pennant API, served exactly as Pennant's servers document it (seeds 000 and 001), at the
+ * root and under a language prefix: Pennant's browser client has one base URL per language
+ * and sends no language, so `/javascript/api/submit` means "JavaScript unless the cell says".
+ */
+import { Type, type Static } from '@sinclair/typebox';
+import type { FastifyInstance } from 'fastify';
+import type { Engine } from '../engine/engine.ts';
+import type { Language } from '../engine/languages.ts';
+import { RuncellError } from '../errors.ts';
+import { formatPython } from '../formatters/python-formatter.ts';
+import type { Submission } from '../store/store.ts';
+import { errorResponses, Id } from './schemas.ts';
+
+const Seconds = Type.Union([
+  Type.Number({ exclusiveMinimum: 0 }),
+  Type.String({ pattern: '^\\s*[0-9]+(\\.[0-9]+)?\\s*$' }),
+]);
+
+const SubmitBody = Type.Object({
+  notebookId: Id('Notebook id, chosen by the client'),
+  cells: Type.Array(
+    Type.Object({
+      cellId: Id('Cell id, chosen by the client'),
+      code: Type.String({ description: 'Source of the cell' }),
+      language: Type.Optional(
+        Type.String({ description: 'Language of this cell; overrides the submission' }),
+      ),
+    }),
+    { minItems: 1 },
+  ),
+  timeout: Type.Optional(
+    Type.Unsafe<number | string>({ ...Seconds, description: 'Seconds per cell, capped by the server' }),
+  ),
+  language: Type.Optional(Type.String({ description: 'python (default) or javascript' })),
+  stopOnError: Type.Optional(
+    Type.Boolean({ description: 'Stop at the first cell that fails (default true)' }),
+  ),
+});
+
+const SubmitResponse = Type.Object({ message: Type.String(), submissionId: Type.String() });
+
+const ResultSchema = Type.Object(
+  {
+    cellId: Type.String(),
+    type: Type.Union([Type.Literal('output'), Type.Literal('error'), Type.Literal('critical')]),
+    output: Type.String({ description: 'stdout and stderr interleaved, then the value or the error' }),
+    language: Type.String(),
+    outputs: Type.Array(Type.Object({}, { additionalProperties: true }), {
+      description: 'Jupyter-shaped outputs (nbformat v4 stream, execute_result, error)',
+    }),
+    timedOut: Type.Boolean(),
+    contextLost: Type.Boolean({ description: 'The notebook variables were lost before or during this cell' }),
+    droppedBytes: Type.Integer({ description: 'Output bytes dropped past the output limit' }),
+    durationMs: Type.Number(),
+    startedAt: Type.String(),
+  },
+  { additionalProperties: true },
+);
+
+const StatusResponse = Type.Object({
+  submissionId: Type.String(),
+  status: Type.Union([Type.Literal('pending'), Type.Literal('success'), Type.Literal('error')], {
+    description: 'Pennant status: pending until final, then success or error',
+  }),
+  state: Type.String({ description: 'Full state: pending, running, success, error, cancelled, failed' }),
+  notebookId: Type.String(),
+  requestOrder: Type.Array(Type.String()),
+  cellsExecuted: Type.Array(Type.String()),
+  results: Type.Array(ResultSchema),
+  reason: Type.Union([Type.String(), Type.Null()]),
+  createdAt: Type.String(),
+  startedAt: Type.Union([Type.String(), Type.Null()]),
+  finishedAt: Type.Union([Type.String(), Type.Null()]),
+});
+
+const MAX_WAIT_SECONDS = 30;
+
+export function toStatus(s: Submission): Static<typeof StatusResponse> {
+  const status =
+    s.state === 'pending' || s.state === 'running' ? 'pending' : s.state === 'success' ? 'success' : 'error';
+  return {
+    submissionId: s.id,
+    status,
+    state: s.state,
+    notebookId: s.notebookId,
+    requestOrder: s.cells.map((c) => c.cellId),
+    cellsExecuted: s.results.filter((r) => r.executed).map((r) => r.cellId),
+    results: s.results,
+    reason: s.reason,
+    createdAt: s.createdAt,
+    startedAt: s.startedAt,
+    finishedAt: s.finishedAt,
+  };
+}
+
+export function pennantRoutes(engine: Engine, defaultLanguage: Language | undefined) {
+  return async function (app: FastifyInstance) {
+    const tags = ['pennant'];
+    app.post<{ Body: Static<typeof SubmitBody> }>(
+      '/api/submit',
+      {
+        schema: {
+          tags,
+          summary: 'Submit cells of a notebook for execution',
+          body: SubmitBody,
+          response: { 202: SubmitResponse, ...errorResponses },
+        },
+      },
+      async (req, reply) => {
+        const { timeout, ...body } = req.body;
+        const submissionId = await engine.submit({
+          ...body,
+          language: body.language ?? defaultLanguage,
+          timeout: timeout === undefined ? undefined : Number(timeout),
+        });
+        return reply.code(202).send({ message: 'Submission accepted', submissionId });
+      },
+    );
+
+    app.get<{ Params: { submissionId: string }; Querystring: { wait?: string } }>(
+      '/api/status/:submissionId',
+      {
+        schema: {
+          tags,
+          summary: 'Status and results of a submission; ?wait=N answers as soon as it is final',
+          params: Type.Object({ submissionId: Type.String({ maxLength: 128 }) }),
+          querystring: Type.Object({
+            wait: Type.Optional(
+              Type.String({
+                pattern: '^[0-9]+(\\.[0-9]+)?$',
+                description: `Seconds to wait, at most ${MAX_WAIT_SECONDS}`,
+              }),
+            ),
+          }),
+          response: { 200: StatusResponse, ...errorResponses },
+        },
+      },
+      async (req) => {
+        const wait = req.query.wait === undefined ? 0 : Number(req.query.wait);
+        if (wait > MAX_WAIT_SECONDS) {
+          throw new RuncellError('REQUEST_INVALID', `wait must be at most ${MAX_WAIT_SECONDS} seconds`);
+        }
+        const submission = await engine.waitFinal(req.params.submissionId, wait);
+        if (!submission)
+          throw new RuncellError('SUBMISSION_NOT_FOUND', `no submission has id ${req.params.submissionId}`);
+        return toStatus(submission);
+      },
+    );
+
+    app.post<{ Params: { notebookId: string } }>(
+      '/api/reset/:notebookId',
+      {
+        schema: {
+          tags,
+          summary: "Reset a notebook's context (idempotent; cancels its queued submissions)",
+          params: Type.Object({ notebookId: Id('Notebook id') }),
+          response: { 200: Type.Object({ message: Type.String() }), ...errorResponses },
+        },
+      },
+      async (req) => {
+        await engine.reset(req.params.notebookId);
+        return { message: `Context of notebook ${req.params.notebookId} has been reset` };
+      },
+    );
+
+    const notebookStatus = {
+      schema: {
+        tags,
+        summary: 'Whether a live kernel holds the notebook context',
+        params: Type.Object({ notebookId: Id('Notebook id') }),
+        response: {
+          200: Type.Object({ notebookId: Type.String(), active: Type.Boolean() }),
+          ...errorResponses,
+        },
+      },
+    };
+    for (const path of ['/notebookstatus/:notebookId', '/api/notebookstatus/:notebookId']) {
+      app.get<{ Params: { notebookId: string } }>(path, notebookStatus, async (req) => {
+        const { known, active } = await engine.notebookStatus(req.params.notebookId);
+        if (!known)
+          throw new RuncellError(
+            'NOTEBOOK_NOT_FOUND',
+            `notebook ${req.params.notebookId} has never been seen`,
+          );
+        return { notebookId: req.params.notebookId, active };
+      });
+    }
+
+    const format = {
+      schema: {
+        tags,
+        summary: "Format Python code in black's style",
+        body: Type.Object({ code: Type.String() }),
+        response: { 200: Type.Object({ formatted_code: Type.String() }), ...errorResponses },
+      },
+    };
+    for (const path of ['/format-python', '/api/format-python']) {
+      app.post<{ Body: { code: string } }>(path, format, async (req) => {
+        const result = formatPython(req.body.code);
+        if (!result.ok) throw new RuncellError('FORMAT_INVALID_PYTHON', `invalid Python: ${result.error}`);
+        return { formatted_code: result.formatted };
+      });
+    }
+  };
+}

@@ -1,0 +1,136 @@
+/**
+ * buildApp(config): the whole runcell server as a Fastify instance, ready to listen (or to be
+ * driven with app.inject() in tests). app.close() stops everything it started.
+ */
+import { timingSafeEqual } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import cors from '@fastify/cors';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import Fastify, { type FastifyInstance } from 'fastify';
+import { installErrorHandling } from './api/error-handler.ts';
+import { pennantRoutes } from './api/pennant-routes.ts';
+import { ErrorResponse } from './api/schemas.ts';
+import type { Config } from './config.ts';
+import { Engine } from './engine/engine.ts';
+import { KernelManager } from './engine/kernel-manager.ts';
+import { LANGUAGES } from './engine/languages.ts';
+import { errorBody, RuncellError } from './errors.ts';
+import { JavascriptDriver } from './kernels/javascript/javascript-driver.ts';
+import { PythonDriver } from './kernels/python/python-driver.ts';
+import { MemoryEventBus } from './queue/memory-event-bus.ts';
+import { MemoryQueue } from './queue/memory-queue.ts';
+import { BwrapSandbox } from './sandbox/bwrap-sandbox.ts';
+import { NoneSandbox } from './sandbox/none-sandbox.ts';
+import type { Sandbox } from './sandbox/sandbox.ts';
+import { ensureWorkspaceRoot, resolveWorkspaceRoot } from './sandbox/workspace.ts';
+import { SqliteStore } from './store/sqlite-store.ts';
+
+const PUBLIC_PATHS = ['/healthz', '/docs', '/openapi.json'];
+
+export async function buildApp(config: Config): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: { level: config.logLevel },
+    bodyLimit: config.bodyLimitBytes,
+    // Bodies are validated as sent: "3" is not a cellId of 3, and a number is not a string.
+    ajv: { customOptions: { coerceTypes: false, allErrors: false } },
+  });
+  app.addSchema(ErrorResponse);
+  installErrorHandling(app);
+
+  mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+  const workspaceRoot = resolveWorkspaceRoot(config.dataDir, config.workspaceDir);
+  ensureWorkspaceRoot(workspaceRoot);
+  const sandbox: Sandbox =
+    config.sandbox === 'none'
+      ? new NoneSandbox()
+      : new BwrapSandbox({ uidBase: config.sandboxUidBase, uidCount: config.maxKernels, log: app.log });
+  const store = new SqliteStore(join(config.dataDir, 'runcell.db'));
+  const queue = new MemoryQueue(config.maxConcurrentNotebooks);
+  const bus = new MemoryEventBus();
+  const kernels = new KernelManager(
+    sandbox,
+    { python: new PythonDriver(config.pythonPath), javascript: new JavascriptDriver(config.nodePath) },
+    { ...config, workspaceDir: workspaceRoot },
+    app.log,
+  );
+  const engine = new Engine({ config, store, queue, bus, kernels, log: app.log });
+
+  app.addHook('onClose', async () => {
+    await engine.close();
+    await sandbox.close();
+    await Promise.all([store.close(), bus.close()]);
+  });
+
+  if (!sandbox.isolated)
+    app.log.warn('sandbox "none": cells run UNCONFINED as the server user; development only');
+  await sandbox.init();
+  await store.init();
+  await engine.init();
+
+  if (config.corsOrigins.length > 0) {
+    await app.register(cors, { origin: config.corsOrigins.includes('*') ? true : config.corsOrigins });
+  }
+  if (config.authToken) installBearerAuth(app, config.authToken);
+
+  await app.register(swagger, {
+    openapi: {
+      info: {
+        title: 'runcell',
+        version: '0.1.0',
+        description: 'Runs untrusted notebook code in sandboxed kernels',
+      },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+    },
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+
+  app.get(
+    '/healthz',
+    {
+      schema: {
+        tags: ['server'],
+        summary: 'Ready to run cells',
+        response: {
+          200: {
+            type: 'object',
+            properties: {
+              status: { type: 'string' },
+              sandbox: { type: 'string' },
+              isolated: { type: 'boolean' },
+              languages: { type: 'array', items: { type: 'string' } },
+              kernels: { type: 'integer' },
+            },
+          },
+        },
+      },
+    },
+    async () => ({
+      status: 'ok',
+      sandbox: sandbox.name,
+      isolated: sandbox.isolated,
+      languages: [...LANGUAGES],
+      kernels: kernels.liveCount,
+    }),
+  );
+
+  await app.register(pennantRoutes(engine, undefined));
+  for (const language of LANGUAGES) {
+    await app.register(pennantRoutes(engine, language), { prefix: `/${language}` });
+  }
+  return app;
+}
+
+function installBearerAuth(app: FastifyInstance, token: string): void {
+  const expected = Buffer.from(`Bearer ${token}`);
+  app.addHook('onRequest', async (req, reply) => {
+    const path = req.url.split('?')[0]!;
+    if (req.method === 'OPTIONS' || PUBLIC_PATHS.some((p) => path === p || path.startsWith(`${p}/`))) return;
+    const given = Buffer.from(req.headers.authorization ?? '');
+    if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
+      return reply.code(401).send(errorBody(new RuncellError('AUTH_REQUIRED')));
+    }
+  });
+}

@@ -1,0 +1,149 @@
+/**
+ * One typed schema for every setting. Each option has a type, a default and a description;
+ * values come from flags (`--max-output-bytes=1048576`) or environment variables
+ * (`RUNCELL_MAX_OUTPUT_BYTES`), plus the conventional `HOST` and `PORT`.
+ * docs/config.md is generated from this file (`npm run docs:config`).
+ */
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
+import { RuncellError } from './errors.ts';
+
+const Int = (def: number, description: string, minimum = 0, maximum?: number) =>
+  Type.Integer({ default: def, description, minimum, ...(maximum === undefined ? {} : { maximum }) });
+
+export const ConfigSchema = Type.Object({
+  host: Type.String({ default: '127.0.0.1', description: 'Address to listen on (env HOST).' }),
+  port: Int(3000, 'TCP port to listen on (env PORT).', 0, 65535),
+  dataDir: Type.String({
+    default: './.runcell',
+    description: 'Directory for the SQLite database and notebook workspaces.',
+  }),
+  workspaceDir: Type.String({
+    default: '',
+    description:
+      'Directory of notebook workspaces. Empty: <dataDir>/workspaces, or /var/lib/runcell/workspaces-<key> when the data directory is not searchable by the sandbox uids.',
+  }),
+  logLevel: Type.Union(
+    ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
+    { default: 'info', description: 'Log level (pino).' },
+  ),
+  authToken: Type.String({
+    default: '',
+    description:
+      'Bearer token required on every route but /healthz. Empty: no auth, and then only loopback addresses may be used.',
+  }),
+  corsOrigins: Type.Array(Type.String(), {
+    default: [],
+    description: 'Browser origins allowed to call the API (comma-separated; `*` for any). None by default.',
+  }),
+  defaultLanguage: Type.Union([Type.Literal('python'), Type.Literal('javascript')], {
+    default: 'python',
+    description: 'Language of cells whose submission names none.',
+  }),
+  sandbox: Type.Union([Type.Literal('bwrap'), Type.Literal('none')], {
+    default: 'bwrap',
+    description: 'Sandbox backend. `none` runs kernels unconfined: development only, loopback only.',
+  }),
+  sandboxUidBase: Int(
+    61000,
+    'When run as root, kernels run as host uids from this one upwards, one per live kernel.',
+    1000,
+  ),
+  sandboxNetwork: Type.Boolean({ default: false, description: 'Give kernels network access.' }),
+  pythonPath: Type.String({ default: '/usr/bin/python3', description: 'Python interpreter for kernels.' }),
+  nodePath: Type.String({ default: '/usr/bin/node', description: 'Node.js binary for JavaScript kernels.' }),
+  cellTimeoutSeconds: Int(30, 'Timeout of a cell whose submission gives none.', 1),
+  maxCellTimeoutSeconds: Int(300, 'Upper bound for the timeout a submission may ask for.', 1),
+  interruptGraceMs: Int(
+    2000,
+    'How long an interrupted cell may take to stop before its kernel is killed.',
+    0,
+  ),
+  maxOutputBytes: Int(1048576, 'Output bytes kept per cell; the excess is dropped with a marker.', 1024),
+  kernelMemoryMb: Int(512, 'Memory limit per kernel (memory cgroup), MiB.', 32),
+  kernelMaxProcesses: Int(64, 'Process and thread limit per kernel (pids cgroup).', 8),
+  kernelTmpMb: Int(64, 'Size of the private /tmp and /dev/shm of each kernel, MiB.', 1),
+  maxKernels: Int(64, 'Live kernels per machine; the least recently used idle one is stopped beyond it.', 1),
+  maxConcurrentNotebooks: Int(8, 'Notebooks whose cells run at the same time.', 1),
+  maxCellsPerSubmission: Int(1000, 'Cells one submission may carry.', 1),
+  bodyLimitBytes: Int(5 * 1024 * 1024, 'Largest request body accepted.', 1024),
+});
+
+export type Config = Static<typeof ConfigSchema>;
+export type ConfigKey = keyof Config;
+
+/** Environment variable for an option: `maxOutputBytes` → `RUNCELL_MAX_OUTPUT_BYTES`. */
+export function envName(key: string): string {
+  if (key === 'host' || key === 'port') return key.toUpperCase();
+  return 'RUNCELL_' + key.replace(/[A-Z]/g, (c) => '_' + c).toUpperCase();
+}
+
+/** Flag for an option: `maxOutputBytes` → `--max-output-bytes`. */
+export function flagName(key: string): string {
+  return '--' + key.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase());
+}
+
+function parseRaw(schema: TSchema, raw: string): unknown {
+  if (schema.type === 'array') {
+    return raw
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean);
+  }
+  if (schema.type === 'integer' || schema.type === 'number') return raw.trim() === '' ? raw : Number(raw);
+  if (schema.type === 'boolean')
+    return ['1', 'true', 'yes'].includes(raw.toLowerCase())
+      ? true
+      : ['0', 'false', 'no'].includes(raw.toLowerCase())
+        ? false
+        : raw;
+  return raw;
+}
+
+/**
+ * Builds the config from defaults, then environment, then flags, then `overrides` (tests).
+ * Throws RUNCELL_ERR_CONFIG_INVALID naming the option and what is wrong with it.
+ */
+export function loadConfig(
+  env: NodeJS.ProcessEnv = process.env,
+  argv: string[] = [],
+  overrides: Partial<Config> = {},
+): Config {
+  const props = ConfigSchema.properties as Record<string, TSchema>;
+  const flags = new Map<string, string>();
+  for (const arg of argv) {
+    const m = /^(--[a-z0-9-]+)(?:=(.*))?$/.exec(arg);
+    if (!m)
+      throw new RuncellError('CONFIG_INVALID', `unknown argument "${arg}" (flags look like --port=3000)`);
+    flags.set(m[1]!, m[2] ?? 'true');
+  }
+  const known = new Set(Object.keys(props).map(flagName));
+  for (const flag of flags.keys()) {
+    if (!known.has(flag)) throw new RuncellError('CONFIG_INVALID', `unknown option ${flag}`);
+  }
+
+  const config: Record<string, unknown> = {};
+  for (const [key, schema] of Object.entries(props)) {
+    const source = flags.has(flagName(key)) ? flagName(key) : envName(key);
+    const raw = flags.get(flagName(key)) ?? env[envName(key)];
+    let value: unknown = key in overrides ? (overrides as Record<string, unknown>)[key] : undefined;
+    if (value === undefined && raw !== undefined) value = parseRaw(schema, raw);
+    if (value === undefined) value = structuredClone(schema.default);
+    if (!Value.Check(schema, value)) {
+      const first = [...Value.Errors(schema, value)][0];
+      throw new RuncellError(
+        'CONFIG_INVALID',
+        `invalid value ${JSON.stringify(value)} for ${key} (${source}): ${first?.message ?? 'wrong type'}`,
+      );
+    }
+    config[key] = value;
+  }
+  const result = config as Config;
+  if (result.maxCellTimeoutSeconds < result.cellTimeoutSeconds) {
+    throw new RuncellError(
+      'CONFIG_INVALID',
+      `cellTimeoutSeconds (${result.cellTimeoutSeconds}) is above maxCellTimeoutSeconds (${result.maxCellTimeoutSeconds})`,
+    );
+  }
+  return result;
+}

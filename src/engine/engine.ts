@@ -1,0 +1,270 @@
+/**
+ * Engine: accepts submissions, runs their cells in order on the notebook's kernels, and records
+ * every result in the Store before announcing it on the EventBus. One submission per notebook
+ * runs at a time (the Queue's lanes); notebooks run in parallel up to the configured limit.
+ */
+import { randomUUID } from 'node:crypto';
+import type { FastifyBaseLogger } from 'fastify';
+import type { Config } from '../config.ts';
+import { RuncellError } from '../errors.ts';
+import type { EventBus, Queue, QueueTask } from '../queue/queue.ts';
+import {
+  FINAL_STATES,
+  type CellResult,
+  type Store,
+  type Submission,
+  type SubmissionState,
+  type SubmittedCell,
+} from '../store/store.ts';
+import { criticalResult, toCellResult } from './cell-result.ts';
+import type { KernelManager } from './kernel-manager.ts';
+import { isLanguage, LANGUAGES, type Language } from './languages.ts';
+
+export interface SubmitInput {
+  notebookId: string;
+  cells: { cellId: string; code: string; language?: string }[];
+  /** Seconds per cell. */
+  timeout?: number;
+  language?: string;
+  stopOnError?: boolean;
+}
+
+export interface EngineDeps {
+  config: Config;
+  store: Store;
+  queue: Queue;
+  bus: EventBus;
+  kernels: KernelManager;
+  log: FastifyBaseLogger;
+}
+
+export type SubmissionEvent =
+  | { type: 'cell.started'; submissionId: string; cellId: string }
+  | { type: 'cell.finished'; submissionId: string; result: CellResult }
+  | { type: 'submission.finished'; submissionId: string; state: SubmissionState };
+
+export const submissionTopic = (id: string) => `submission:${id}`;
+
+/** The running submission of a notebook, and whether a reset asked it to stop. */
+interface Running {
+  submissionId: string;
+  stopReason: string | undefined;
+}
+
+export class Engine {
+  readonly #config: Config;
+  readonly #store: Store;
+  readonly #queue: Queue;
+  readonly #bus: EventBus;
+  readonly #kernels: KernelManager;
+  readonly #log: FastifyBaseLogger;
+  readonly #running = new Map<string, Running>();
+  #closing: string | undefined;
+  #closed: Promise<void> | undefined;
+
+  constructor(deps: EngineDeps) {
+    this.#config = deps.config;
+    this.#store = deps.store;
+    this.#queue = deps.queue;
+    this.#bus = deps.bus;
+    this.#kernels = deps.kernels;
+    this.#log = deps.log;
+  }
+
+  /** Ends what a previous run of the server left unfinished, then starts taking work. */
+  async init(): Promise<void> {
+    await this.#failUnfinished('the server restarted before this submission finished');
+    this.#queue.process((task) => this.#run(task));
+  }
+
+  async submit(input: SubmitInput): Promise<string> {
+    if (this.#closing) throw new RuncellError('SHUTTING_DOWN');
+    const cells: SubmittedCell[] = input.cells.map((cell) => ({
+      cellId: cell.cellId,
+      code: cell.code,
+      language: this.#language(cell.language ?? input.language ?? this.#config.defaultLanguage),
+    }));
+    if (cells.length > this.#config.maxCellsPerSubmission) {
+      throw new RuncellError(
+        'REQUEST_INVALID',
+        `a submission may carry at most ${this.#config.maxCellsPerSubmission} cells`,
+      );
+    }
+    const timeout = input.timeout ?? this.#config.cellTimeoutSeconds;
+    if (!(timeout > 0))
+      throw new RuncellError('REQUEST_INVALID', 'timeout must be a positive number of seconds');
+    const id = randomUUID();
+    await this.#store.createSubmission({
+      id,
+      notebookId: input.notebookId,
+      cells,
+      timeoutSeconds: Math.min(timeout, this.#config.maxCellTimeoutSeconds),
+      stopOnError: input.stopOnError ?? true,
+      createdAt: new Date().toISOString(),
+    });
+    await this.#queue.add({ id, lane: input.notebookId });
+    return id;
+  }
+
+  get(id: string): Promise<Submission | undefined> {
+    return this.#store.getSubmission(id);
+  }
+
+  /** The submission once it is final, or as it is after `waitSeconds`. */
+  async waitFinal(id: string, waitSeconds: number): Promise<Submission | undefined> {
+    let wake!: () => void;
+    const finished = new Promise<void>((resolve) => (wake = resolve));
+    // Subscribe before reading, so a finish between the read and the wait is not missed.
+    const unsubscribe = this.#bus.subscribe(submissionTopic(id), (event) => {
+      if ((event as SubmissionEvent).type === 'submission.finished') wake();
+    });
+    try {
+      const current = await this.#store.getSubmission(id);
+      if (!current || FINAL_STATES.has(current.state) || waitSeconds <= 0) return current;
+      const timer = setTimeout(wake, waitSeconds * 1000);
+      await finished;
+      clearTimeout(timer);
+      return await this.#store.getSubmission(id);
+    } finally {
+      unsubscribe();
+    }
+  }
+
+  /**
+   * Fresh context for the notebook: waiting submissions are cancelled (recorded as such), the
+   * running one stops after its current cell, and the kernels are killed. Idempotent.
+   */
+  async reset(notebookId: string): Promise<void> {
+    const waiting = await this.#queue.removeWaiting(notebookId);
+    const running = this.#running.get(notebookId);
+    if (running) running.stopReason = 'the notebook was reset';
+    await this.#kernels.reset(notebookId);
+    const now = new Date().toISOString();
+    for (const task of waiting) {
+      await this.#store.finishSubmission(task.id, 'cancelled', now, 'the notebook was reset before it ran');
+      this.#announceFinished(task.id, 'cancelled');
+    }
+  }
+
+  async notebookStatus(notebookId: string): Promise<{ known: boolean; active: boolean }> {
+    const active = this.#kernels.isActive(notebookId);
+    return { known: active || (await this.#store.hasNotebook(notebookId)), active };
+  }
+
+  /** Stops taking work, ends running cells, records every unfinished submission as failed. */
+  close(): Promise<void> {
+    return (this.#closed ??= (async () => {
+      this.#closing = 'the server shut down before this submission finished';
+      for (const running of this.#running.values()) running.stopReason = this.#closing;
+      const drained = this.#queue.close(); // no new task starts from here on
+      await this.#kernels.close(); // running cells end now, recorded as critical
+      await drained;
+      await this.#failUnfinished(this.#closing);
+    })());
+  }
+
+  #language(name: string): Language {
+    if (isLanguage(name)) return name;
+    throw new RuncellError(
+      'LANGUAGE_UNSUPPORTED',
+      `language ${JSON.stringify(name)} is not available; available: ${LANGUAGES.join(', ')}`,
+    );
+  }
+
+  async #run(task: QueueTask): Promise<void> {
+    const submission = await this.#store.getSubmission(task.id);
+    if (!submission || FINAL_STATES.has(submission.state)) return;
+    const log = this.#log.child({ submissionId: submission.id, notebookId: submission.notebookId });
+    const running: Running = { submissionId: submission.id, stopReason: this.#closing };
+    this.#running.set(submission.notebookId, running);
+    let state: SubmissionState = 'success';
+    let reason: string | null = null;
+    try {
+      await this.#store.markRunning(submission.id, new Date().toISOString());
+      let seq = 0;
+      for (const cell of submission.cells) {
+        if (running.stopReason) {
+          state = 'cancelled';
+          reason = running.stopReason;
+          break;
+        }
+        const result = await this.#runCell(submission, cell);
+        await this.#store.addResult(submission.id, seq++, result);
+        this.#bus.publish(submissionTopic(submission.id), {
+          type: 'cell.finished',
+          submissionId: submission.id,
+          result,
+        });
+        if (result.type === 'critical') state = 'failed';
+        else if (result.type === 'error' && state === 'success') state = 'error';
+        if (result.type !== 'output' && submission.stopOnError) break;
+      }
+      if (running.stopReason && state !== 'cancelled') {
+        state = 'cancelled';
+        reason = running.stopReason;
+      }
+    } catch (err) {
+      // Only infrastructure can land here (the store, a bug): record it, never lose the submission.
+      log.error({ err }, 'submission failed');
+      state = 'failed';
+      reason = `internal error: ${(err as Error).message}`;
+    } finally {
+      this.#running.delete(submission.notebookId);
+    }
+    await this.#store.finishSubmission(submission.id, state, new Date().toISOString(), reason);
+    this.#announceFinished(submission.id, state);
+  }
+
+  async #runCell(submission: Submission, cell: SubmittedCell): Promise<CellResult> {
+    const startedAt = new Date().toISOString();
+    this.#bus.publish(submissionTopic(submission.id), {
+      type: 'cell.started',
+      submissionId: submission.id,
+      cellId: cell.cellId,
+    });
+    let acquired;
+    try {
+      acquired = await this.#kernels.acquire(submission.notebookId, cell.language);
+    } catch (err) {
+      return criticalResult(
+        cell.cellId,
+        cell.language,
+        `could not start a ${cell.language} kernel: ${(err as Error).message}`,
+        true,
+      );
+    }
+    const exec = await acquired.kernel.execute(cell.code, {
+      timeoutMs: submission.timeoutSeconds * 1000,
+      graceMs: this.#config.interruptGraceMs,
+      maxOutputBytes: this.#config.maxOutputBytes,
+    });
+    const result = toCellResult(exec, {
+      cellId: cell.cellId,
+      language: cell.language,
+      startedAt,
+      timeoutSeconds: submission.timeoutSeconds,
+      contextLost: acquired.contextLost,
+    });
+    return result;
+  }
+
+  #announceFinished(submissionId: string, state: SubmissionState): void {
+    this.#bus.publish(submissionTopic(submissionId), { type: 'submission.finished', submissionId, state });
+  }
+
+  /** Every submission still pending or running gets a critical result and a final state. */
+  async #failUnfinished(why: string): Promise<void> {
+    const now = new Date().toISOString();
+    for (const submission of await this.#store.listUnfinished()) {
+      const cell = submission.cells[submission.results.length] ?? submission.cells.at(-1)!;
+      const text = `${why}; this cell did not run to completion and the notebook's context was lost`;
+      await this.#store.addResult(
+        submission.id,
+        submission.results.length,
+        criticalResult(cell.cellId, cell.language, text, false),
+      );
+      await this.#store.finishSubmission(submission.id, 'failed', now, why);
+      this.#announceFinished(submission.id, 'failed');
+    }
+  }
+}

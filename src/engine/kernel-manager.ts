@@ -1,0 +1,129 @@
+/**
+ * KernelManager: the live kernels of this machine, one per (notebook, language). Starts them on
+ * first use, remembers when a notebook lost its context (so the next result can say so), stops
+ * the least recently used idle kernel when the machine is full, and kills them on reset.
+ */
+import { join } from 'node:path';
+import type { FastifyBaseLogger } from 'fastify';
+import type { Config } from '../config.ts';
+import { Kernel } from '../kernels/kernel.ts';
+import type { KernelDriver } from '../kernels/kernel-driver.ts';
+import type { Sandbox } from '../sandbox/sandbox.ts';
+import type { Language } from './languages.ts';
+import { isSafeId } from './ids.ts';
+
+export interface AcquiredKernel {
+  kernel: Kernel;
+  /** The notebook had a context in this language that is gone (kernel died or was stopped). */
+  contextLost: boolean;
+}
+
+export class KernelManager {
+  readonly #sandbox: Sandbox;
+  readonly #drivers: Record<Language, KernelDriver>;
+  readonly #config: Config;
+  readonly #log: FastifyBaseLogger;
+  readonly #kernels = new Map<string, Kernel>();
+  readonly #starting = new Map<string, Promise<Kernel>>();
+  /** Keys whose kernel went away other than by reset. */
+  readonly #lost = new Set<string>();
+  /** Kernels being stopped on purpose (reset, eviction, shutdown). */
+  readonly #stopping = new Set<Kernel>();
+  #closed = false;
+
+  constructor(
+    sandbox: Sandbox,
+    drivers: Record<Language, KernelDriver>,
+    config: Config,
+    log: FastifyBaseLogger,
+  ) {
+    this.#sandbox = sandbox;
+    this.#drivers = drivers;
+    this.#config = config;
+    this.#log = log;
+  }
+
+  get liveCount(): number {
+    return this.#kernels.size;
+  }
+
+  /** Whether a live kernel holds any context of this notebook. */
+  isActive(notebookId: string): boolean {
+    for (const kernel of this.#kernels.values()) if (kernel.notebookId === notebookId) return true;
+    return false;
+  }
+
+  async acquire(notebookId: string, language: Language): Promise<AcquiredKernel> {
+    if (this.#closed) throw new Error('the server is shutting down');
+    const key = `${language}:${notebookId}`;
+    const live = this.#kernels.get(key);
+    if (live && live.state !== 'dead') return { kernel: live, contextLost: false };
+    const kernel = await (this.#starting.get(key) ?? this.#start(key, notebookId, language));
+    const contextLost = this.#lost.delete(key);
+    return { kernel, contextLost };
+  }
+
+  /** Kills the notebook's kernels; its next cell starts a fresh context. */
+  async reset(notebookId: string): Promise<void> {
+    const kernels = [...this.#kernels.values()].filter((k) => k.notebookId === notebookId);
+    for (const language of Object.keys(this.#drivers)) this.#lost.delete(`${language}:${notebookId}`);
+    await Promise.all(kernels.map((k) => this.#stop(k, 'the notebook was reset')));
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    await Promise.allSettled(this.#starting.values());
+    await Promise.all([...this.#kernels.values()].map((k) => this.#stop(k, 'the server is shutting down')));
+  }
+
+  async #start(key: string, notebookId: string, language: Language): Promise<Kernel> {
+    if (!isSafeId(notebookId)) throw new Error(`unsafe notebook id ${JSON.stringify(notebookId)}`);
+    await this.#makeRoom();
+    const config = this.#config;
+    const starting = Kernel.start(this.#sandbox, this.#drivers[language], {
+      notebookId,
+      workspace: join(config.workspaceDir, notebookId),
+      limits: {
+        memoryBytes: config.kernelMemoryMb * 1048576,
+        maxProcesses: config.kernelMaxProcesses,
+        tmpBytes: config.kernelTmpMb * 1048576,
+      },
+      network: config.sandboxNetwork,
+      log: this.#log,
+    });
+    this.#starting.set(key, starting);
+    try {
+      const kernel = await starting;
+      this.#kernels.set(key, kernel);
+      void kernel.exited.then(() => {
+        if (this.#kernels.get(key) === kernel) this.#kernels.delete(key);
+        if (!this.#stopping.delete(kernel)) this.#lost.add(key);
+      });
+      return kernel;
+    } finally {
+      this.#starting.delete(key);
+    }
+  }
+
+  /** Stops least recently used idle kernels until there is room for one more. */
+  async #makeRoom(): Promise<void> {
+    while (this.#kernels.size + this.#starting.size >= this.#config.maxKernels) {
+      const idle = [...this.#kernels.values()]
+        .filter((k) => k.state === 'idle' && !this.#stopping.has(k))
+        .sort((a, b) => a.lastActivity - b.lastActivity);
+      const victim = idle[0];
+      if (!victim) throw new Error(`all ${this.#config.maxKernels} kernels of this machine are busy`);
+      this.#log.info(
+        { kernelId: victim.id, notebookId: victim.notebookId },
+        'stopping idle kernel to make room',
+      );
+      // Not via #stop: the notebook did lose its context, and its next result must say so.
+      await victim.kill('the kernel was stopped to make room for other notebooks');
+    }
+  }
+
+  async #stop(kernel: Kernel, reason: string): Promise<void> {
+    this.#stopping.add(kernel);
+    await kernel.kill(reason);
+  }
+}

@@ -1,0 +1,47 @@
+/**
+ * Every error the server answers with, by stable code. Each entry has its HTTP status and a
+ * default message; docs/errors.md documents each code with how to solve it (a test checks).
+ * Errors in *user code* are never these: they are cell results.
+ */
+export const ERRORS = {
+  REQUEST_INVALID: { status: 400, message: 'The request does not match the schema' },
+  REQUEST_MALFORMED_JSON: { status: 400, message: 'The request body is not valid JSON' },
+  REQUEST_TOO_LARGE: { status: 413, message: 'The request body is larger than the server accepts' },
+  REQUEST_UNSUPPORTED_MEDIA_TYPE: { status: 415, message: 'The request body must be application/json' },
+  LANGUAGE_UNSUPPORTED: { status: 400, message: 'This language is not available' },
+  SUBMISSION_NOT_FOUND: { status: 404, message: 'No submission has this id' },
+  NOTEBOOK_NOT_FOUND: { status: 404, message: 'No notebook has this id' },
+  ROUTE_NOT_FOUND: { status: 404, message: 'No route matches this method and path' },
+  FORMAT_INVALID_PYTHON: { status: 400, message: 'The code is not valid Python' },
+  AUTH_REQUIRED: { status: 401, message: 'A valid bearer token is required' },
+  SHUTTING_DOWN: { status: 503, message: 'The server is shutting down' },
+  INTERNAL: { status: 500, message: 'Internal server error' },
+  CONFIG_INVALID: { status: 500, message: 'The configuration is invalid' },
+  SANDBOX_UNAVAILABLE: { status: 500, message: 'The sandbox cannot start processes on this machine' },
+} as const;
+
+export type ErrorName = keyof typeof ERRORS;
+
+export const errorCode = (name: ErrorName) => `RUNCELL_ERR_${name}`;
+
+export class RuncellError extends Error {
+  readonly code: string;
+  readonly statusCode: number;
+  constructor(name: ErrorName, message: string = ERRORS[name].message, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'RuncellError';
+    this.code = errorCode(name);
+    this.statusCode = ERRORS[name].status;
+  }
+}
+
+/** The JSON body of every error response. `error` is a string, as Pennant clients read it. */
+export interface ErrorBody {
+  error: string;
+  code: string;
+  statusCode: number;
+}
+
+export function errorBody(err: RuncellError): ErrorBody {
+  return { error: err.message, code: err.code, statusCode: err.statusCode };
+}

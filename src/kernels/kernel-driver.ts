@@ -1,0 +1,22 @@
+import type { Language } from '../engine/languages.ts';
+
+/** How to start one language's built-in kernel inside a sandbox. */
+export interface KernelDriver {
+  readonly language: Language;
+  /** Command line inside the sandbox. */
+  argv(limits: { memoryBytes: number }): string[];
+}
+
+/**
+ * The whole environment a kernel sees: nothing of the server's (its variables may hold
+ * secrets, and settings such as PYTHONUNBUFFERED or NODE_OPTIONS would change kernel behaviour).
+ */
+export const KERNEL_ENV: Readonly<Record<string, string>> = {
+  PATH: '/usr/local/bin:/usr/bin:/bin',
+  HOME: '/workspace',
+  TMPDIR: '/tmp',
+  USER: 'runcell',
+  LANG: 'C.UTF-8',
+  LC_ALL: 'C.UTF-8',
+  MPLBACKEND: 'Agg',
+};

@@ -1,0 +1,245 @@
+/**
+ * Kernel: one long-lived interpreter in a sandbox, owned by one notebook and one language.
+ * It runs one cell at a time over the framed protocol (protocol.ts), enforces the cell's wall
+ * clock (interrupt, then kill after a grace period) and reports its own death.
+ */
+import { randomUUID } from 'node:crypto';
+import type { FastifyBaseLogger } from 'fastify';
+import type { Language } from '../engine/languages.ts';
+import type { Sandbox, SandboxExit, SandboxLimits, SandboxProcess } from '../sandbox/sandbox.ts';
+import { KERNEL_ENV, type KernelDriver } from './kernel-driver.ts';
+import { OutputBuffer } from './output-buffer.ts';
+import { encodeFrame, FrameDecoder, type KernelEvent, type KernelRequest } from './protocol.ts';
+
+export type KernelState = 'starting' | 'idle' | 'busy' | 'dead';
+
+export type ExecOutcome =
+  | { status: 'ok'; value: string | null }
+  | { status: 'error'; ename: string; evalue: string; traceback: string[]; interrupted: boolean }
+  /** The kernel died during the cell; `why` says how, for people. */
+  | { status: 'dead'; why: string; exit: SandboxExit };
+
+export interface ExecResult {
+  outcome: ExecOutcome;
+  output: OutputBuffer;
+  /** The cell ran past its timeout (it was then interrupted, or killed). */
+  timedOut: boolean;
+  durationMs: number;
+}
+
+export interface ExecOptions {
+  timeoutMs: number;
+  /** How long an interrupted cell may take to stop before the kernel is killed. */
+  graceMs: number;
+  maxOutputBytes: number;
+}
+
+export interface KernelOptions {
+  notebookId: string;
+  workspace: string;
+  limits: SandboxLimits;
+  network: boolean;
+  log: FastifyBaseLogger;
+  startTimeoutMs?: number;
+}
+
+const DIAGNOSTIC_TAIL_BYTES = 4096;
+
+interface RunningCell {
+  id: number;
+  output: OutputBuffer;
+  resolve: (outcome: ExecOutcome) => void;
+}
+
+export class Kernel {
+  readonly id = randomUUID();
+  readonly notebookId: string;
+  readonly language: Language;
+  lastActivity = Date.now();
+  #state: KernelState = 'starting';
+  readonly #proc: SandboxProcess;
+  readonly #log: FastifyBaseLogger;
+  readonly #limits: SandboxLimits;
+  readonly #decoder = new FrameDecoder();
+  #nextId = 0;
+  #running: RunningCell | undefined;
+  #diagnostics = '';
+  #deathReason: string | undefined;
+  #ready!: { resolve: () => void; reject: (err: Error) => void };
+
+  private constructor(sandbox: Sandbox, driver: KernelDriver, options: KernelOptions) {
+    this.notebookId = options.notebookId;
+    this.language = driver.language;
+    this.#limits = options.limits;
+    this.#log = options.log.child({
+      kernelId: this.id,
+      notebookId: options.notebookId,
+      language: driver.language,
+    });
+    this.#proc = sandbox.spawn({
+      argv: driver.argv({ memoryBytes: options.limits.memoryBytes }),
+      workspace: options.workspace,
+      env: { ...KERNEL_ENV },
+      limits: options.limits,
+      network: options.network,
+    });
+    this.#proc.events.on('data', (chunk: Buffer) => this.#onEventData(chunk));
+    this.#proc.stdout.on('data', (chunk: Buffer) => this.#onRawOutput('stdout', chunk));
+    this.#proc.stderr.on('data', (chunk: Buffer) => this.#onRawOutput('stderr', chunk));
+    void this.#proc.exited.then((exit) => this.#onExit(exit));
+  }
+
+  /** Starts a kernel and resolves once it can run cells. */
+  static async start(sandbox: Sandbox, driver: KernelDriver, options: KernelOptions): Promise<Kernel> {
+    const kernel = new Kernel(sandbox, driver, options);
+    const started = Date.now();
+    const ready = new Promise<void>((resolve, reject) => (kernel.#ready = { resolve, reject }));
+    const timer = setTimeout(() => {
+      void kernel.kill('the kernel did not start in time');
+    }, options.startTimeoutMs ?? 15_000);
+    try {
+      await ready;
+    } finally {
+      clearTimeout(timer);
+    }
+    kernel.#log.debug({ ms: Date.now() - started }, 'kernel started');
+    return kernel;
+  }
+
+  get state(): KernelState {
+    return this.#state;
+  }
+
+  get exited(): Promise<SandboxExit> {
+    return this.#proc.exited;
+  }
+
+  /** Runs one cell. Never rejects: a dead kernel is an outcome. */
+  async execute(code: string, options: ExecOptions): Promise<ExecResult> {
+    const output = new OutputBuffer(options.maxOutputBytes);
+    const started = performance.now();
+    if (this.#state !== 'idle') {
+      const exit = await this.#proc.exited;
+      return { outcome: this.#deadOutcome(exit), output, timedOut: false, durationMs: 0 };
+    }
+    const id = ++this.#nextId;
+    this.#state = 'busy';
+    this.lastActivity = Date.now();
+    let timedOut = false;
+    let graceTimer: NodeJS.Timeout | undefined;
+    const outcome = new Promise<ExecOutcome>((resolve) => (this.#running = { id, output, resolve }));
+    const timeoutTimer = setTimeout(() => {
+      timedOut = true;
+      this.#send({ type: 'interrupt', id });
+      graceTimer = setTimeout(() => {
+        void this.kill(`the cell did not stop within ${options.graceMs} ms of being interrupted`);
+      }, options.graceMs);
+    }, options.timeoutMs);
+    this.#send({ type: 'execute', id, code, maxOutputBytes: options.maxOutputBytes });
+    const result = await outcome;
+    clearTimeout(timeoutTimer);
+    clearTimeout(graceTimer);
+    this.lastActivity = Date.now();
+    return { outcome: result, output, timedOut, durationMs: performance.now() - started };
+  }
+
+  /** Asks the running cell to stop (KeyboardInterrupt, terminateExecution). */
+  interrupt(): void {
+    if (this.#running) this.#send({ type: 'interrupt', id: this.#running.id });
+  }
+
+  /** Kills the whole process tree; resolves when it is gone. Idempotent. */
+  async kill(reason = 'the kernel was stopped'): Promise<void> {
+    this.#deathReason ??= reason;
+    await this.#proc.kill();
+  }
+
+  #send(request: KernelRequest): void {
+    if (this.#state === 'dead') return;
+    this.#proc.requests.write(encodeFrame(request));
+  }
+
+  #onEventData(chunk: Buffer): void {
+    let events: unknown[];
+    try {
+      events = this.#decoder.push(chunk);
+    } catch (err) {
+      // A broken channel can only come from the kernel's own process (user code can write to
+      // it). It is that notebook's problem: kill its kernel, report, carry on.
+      void this.kill(`the kernel broke its protocol channel (${(err as Error).message})`);
+      return;
+    }
+    for (const event of events) this.#onEvent(event as KernelEvent);
+  }
+
+  #onEvent(event: KernelEvent): void {
+    switch (event.type) {
+      case 'ready':
+        if (this.#state === 'starting') {
+          this.#state = 'idle';
+          this.#ready.resolve();
+        }
+        return;
+      case 'stream':
+        if (this.#running?.id === event.id && typeof event.text === 'string') {
+          this.#running.output.append(event.name === 'stderr' ? 'stderr' : 'stdout', event.text);
+        }
+        return;
+      case 'result': {
+        const running = this.#running;
+        if (running?.id !== event.id) return;
+        this.#running = undefined;
+        this.#state = 'idle';
+        if (event.dropped) running.output.addDropped(event.dropped);
+        running.resolve(
+          event.status === 'ok'
+            ? { status: 'ok', value: typeof event.value === 'string' ? event.value : null }
+            : {
+                status: 'error',
+                ename: String(event.ename),
+                evalue: String(event.evalue),
+                traceback: Array.isArray(event.traceback) ? event.traceback.map(String) : [],
+                interrupted: event.interrupted === true,
+              },
+        );
+        return;
+      }
+    }
+  }
+
+  /** fd 1/2 of the kernel: output of processes the cell started, or the driver's last words. */
+  #onRawOutput(name: 'stdout' | 'stderr', chunk: Buffer): void {
+    if (this.#running) {
+      this.#running.output.append(name, chunk.toString('utf8'));
+    } else {
+      this.#diagnostics = (this.#diagnostics + chunk.toString('utf8')).slice(-DIAGNOSTIC_TAIL_BYTES);
+    }
+  }
+
+  #deadOutcome(exit: SandboxExit): ExecOutcome {
+    return { status: 'dead', why: this.#describeDeath(exit), exit };
+  }
+
+  #describeDeath(exit: SandboxExit): string {
+    if (exit.reason === 'memory') {
+      return `the kernel ran out of memory (limit ${Math.round(this.#limits.memoryBytes / 1048576)} MiB)`;
+    }
+    if (exit.reason === 'killed' && this.#deathReason) return this.#deathReason;
+    if (exit.signal) return `the kernel was killed by ${exit.signal}`;
+    return `the kernel exited with code ${exit.code}`;
+  }
+
+  #onExit(exit: SandboxExit): void {
+    const wasStarting = this.#state === 'starting';
+    this.#state = 'dead';
+    const why = this.#describeDeath(exit);
+    this.#log.info({ exit, why }, 'kernel ended');
+    if (wasStarting) {
+      const detail = this.#diagnostics.trim();
+      this.#ready.reject(new Error(`kernel failed to start: ${why}${detail ? `: ${detail}` : ''}`));
+    }
+    const running = this.#running;
+    this.#running = undefined;
+    running?.resolve({ status: 'dead', why, exit });
+  }
+}

@@ -1,0 +1,235 @@
+/**
+ * BwrapSandbox: every process in its own user, pid, network, mount, ipc, uts and cgroup
+ * namespaces under bubblewrap, with read-only system directories, a private workspace and
+ * /tmp, an explicit environment, and memory/process limits from a cgroup of its own.
+ *
+ * When the server runs as root, the launcher drops to an unprivileged host uid from a pool
+ * before bwrap runs: bwrap started by host root would keep root's power over host files
+ * (a user namespace owned by root still reads /etc/shadow).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { closeSync, constants, existsSync, lstatSync, openSync } from 'node:fs';
+import type { Readable, Writable } from 'node:stream';
+import type { FastifyBaseLogger } from 'fastify';
+import { RuncellError } from '../errors.ts';
+import { detectCgroups, type Cgroup, type Cgroups } from './cgroups.ts';
+import type { Sandbox, SandboxExit, SandboxProcess, SandboxSpec } from './sandbox.ts';
+import { UidPool } from './uid-pool.ts';
+import { prepareWorkspace } from './workspace.ts';
+
+const BWRAP = '/usr/bin/bwrap';
+const SETPRIV = '/usr/bin/setpriv';
+/** Inside the sandbox every kernel is uid/gid 1000, whatever host uid backs it. */
+const INNER_ID = '1000';
+/** The workspace is handed to bwrap as this fd, opened with O_NOFOLLOW, so what gets bound is
+ * the directory we prepared even if its path is swapped for a symlink in between. (bwrap still
+ * resolves the fd's path as the pool uid: see resolveWorkspaceRoot.) */
+const WORKSPACE_FD = 5;
+
+/** Host paths visible read-only inside, when they exist. */
+const SYSTEM_PATHS = ['/usr', '/etc/alternatives', '/etc/ld.so.cache', '/etc/localtime', '/etc/ssl/certs'];
+/** Merged-/usr symlinks to recreate. */
+const USR_LINKS = ['/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32'];
+
+export interface BwrapSandboxOptions {
+  uidBase: number;
+  uidCount: number;
+  log: FastifyBaseLogger;
+}
+
+export class BwrapSandbox implements Sandbox {
+  readonly name = 'bwrap' as const;
+  readonly isolated = true;
+  readonly #log: FastifyBaseLogger;
+  readonly #asRoot = process.getuid?.() === 0;
+  readonly #uids: UidPool;
+  readonly #live = new Set<SandboxProcess>();
+  #cgroups: Cgroups | undefined;
+  #closed: Promise<void> | undefined;
+
+  constructor(options: BwrapSandboxOptions) {
+    this.#log = options.log;
+    this.#uids = new UidPool(options.uidBase, options.uidCount);
+  }
+
+  async init(): Promise<void> {
+    if (!existsSync(BWRAP)) {
+      throw new RuncellError(
+        'SANDBOX_UNAVAILABLE',
+        `${BWRAP} is missing: install bubblewrap (apt-get install bubblewrap)`,
+      );
+    }
+    if (this.#asRoot && !existsSync(SETPRIV)) {
+      throw new RuncellError('SANDBOX_UNAVAILABLE', `${SETPRIV} is missing (util-linux)`);
+    }
+    const cgroups = detectCgroups();
+    if (typeof cgroups === 'string') {
+      this.#log.warn(`no cgroups (${cgroups}): kernel memory and process limits are NOT enforced`);
+    } else {
+      this.#cgroups = cgroups;
+    }
+    // A real start proves namespaces work here (a container may forbid user namespaces).
+    const probe = this.spawn({
+      argv: ['/usr/bin/true'],
+      env: {},
+      limits: { memoryBytes: 64 << 20, maxProcesses: 8, tmpBytes: 1 << 20 },
+      network: false,
+    });
+    let stderr = '';
+    probe.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const exit = await probe.exited;
+    if (exit.code !== 0) {
+      throw new RuncellError(
+        'SANDBOX_UNAVAILABLE',
+        `bwrap cannot start a sandbox here: ${stderr.trim() || exit.signal}`,
+      );
+    }
+  }
+
+  spawn(spec: SandboxSpec): SandboxProcess {
+    if (this.#closed) throw new RuncellError('SHUTTING_DOWN');
+    const uid = this.#asRoot ? this.#uids.acquire() : process.getuid!();
+    if (uid === undefined) throw new RuncellError('SANDBOX_UNAVAILABLE', 'no free sandbox uid');
+    let cgroup: Cgroup | undefined;
+    let workspaceFd: number | undefined;
+    try {
+      if (spec.workspace !== undefined) {
+        prepareWorkspace(spec.workspace, this.#asRoot ? uid : undefined);
+        workspaceFd = openSync(
+          spec.workspace,
+          constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW,
+        );
+      }
+      cgroup = this.#cgroups?.create(`k-${uid}-${randomUUID().slice(0, 8)}`, spec.limits);
+      const argv = [
+        ...this.#launcher(uid, cgroup),
+        BWRAP,
+        ...this.#bwrapArgs(spec, workspaceFd !== undefined),
+        '--',
+        ...spec.argv,
+      ];
+      const child = spawn(argv[0]!, argv.slice(1), {
+        // The launcher gets an empty environment: bwrap's own pid 1 keeps it, readable at
+        // /proc/1/environ from inside. The command's environment is set by --setenv only.
+        env: {},
+        stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe', workspaceFd ?? 'ignore'],
+      });
+      const proc = new BwrapProcess(child, cgroup, () => {
+        if (this.#asRoot) this.#uids.release(uid);
+        this.#live.delete(proc);
+      });
+      this.#live.add(proc);
+      return proc;
+    } catch (err) {
+      void cgroup?.destroy();
+      if (this.#asRoot) this.#uids.release(uid);
+      throw err;
+    } finally {
+      if (workspaceFd !== undefined) closeSync(workspaceFd);
+    }
+  }
+
+  /** sh joins the cgroup before exec, so not one instruction of the tree runs outside it. */
+  #launcher(uid: number, cgroup: Cgroup | undefined): string[] {
+    const argv: string[] = [];
+    if (cgroup) {
+      argv.push(
+        '/bin/sh',
+        '-c',
+        // env -i: sh exports PWD, which bwrap's pid 1 would keep.
+        'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec /usr/bin/env -i "$@"',
+        'runcell-launcher',
+        ...cgroup.procsFiles,
+        '--',
+      );
+    }
+    if (this.#asRoot) {
+      argv.push(
+        SETPRIV,
+        `--reuid=${uid}`,
+        `--regid=${uid}`,
+        '--clear-groups',
+        '--inh-caps=-all',
+        '--bounding-set=-all',
+        '--no-new-privs',
+      );
+    }
+    return argv;
+  }
+
+  #bwrapArgs(spec: SandboxSpec, withWorkspace: boolean): string[] {
+    const args = [
+      '--unshare-all',
+      '--unshare-user',
+      '--disable-userns',
+      '--die-with-parent',
+      '--new-session',
+    ];
+    if (spec.network) args.push('--share-net');
+    args.push('--uid', INNER_ID, '--gid', INNER_ID, '--hostname', 'runcell', '--cap-drop', 'ALL');
+    for (const path of SYSTEM_PATHS) if (existsSync(path)) args.push('--ro-bind', path, path);
+    for (const link of USR_LINKS) {
+      if (!existsSync(link)) continue;
+      const stat = lstatSync(link);
+      if (stat.isSymbolicLink()) args.push('--symlink', `usr${link}`, link);
+      else args.push('--ro-bind', link, link);
+    }
+    args.push('--proc', '/proc', '--dev', '/dev');
+    const tmp = String(spec.limits.tmpBytes);
+    args.push('--size', tmp, '--perms', '1777', '--tmpfs', '/tmp');
+    args.push('--size', tmp, '--perms', '1777', '--tmpfs', '/dev/shm');
+    if (withWorkspace) args.push('--bind-fd', String(WORKSPACE_FD), '/workspace', '--chdir', '/workspace');
+    // The root is bwrap's own tmpfs: read-only, so nothing but /workspace and /tmp takes writes.
+    args.push('--remount-ro', '/');
+    args.push('--clearenv');
+    for (const [key, value] of Object.entries(spec.env)) args.push('--setenv', key, value);
+    return args;
+  }
+
+  close(): Promise<void> {
+    return (this.#closed ??= Promise.all([...this.#live].map((p) => p.kill())).then(() => undefined));
+  }
+}
+
+class BwrapProcess implements SandboxProcess {
+  readonly stdout: Readable;
+  readonly stderr: Readable;
+  readonly requests: Writable;
+  readonly events: Readable;
+  readonly exited: Promise<SandboxExit>;
+  readonly #child: ChildProcess;
+  readonly #cgroup: Cgroup | undefined;
+  #killed = false;
+
+  constructor(child: ChildProcess, cgroup: Cgroup | undefined, release: () => void) {
+    this.#child = child;
+    this.#cgroup = cgroup;
+    this.stdout = child.stdio[1] as Readable;
+    this.stderr = child.stdio[2] as Readable;
+    this.requests = child.stdio[3] as Writable;
+    this.events = child.stdio[4] as Readable;
+    // A write to a dead kernel must not crash the server; the exit is reported instead.
+    this.requests.on('error', () => {});
+    this.exited = new Promise<SandboxExit>((resolve) => {
+      const finish = async (code: number | null, signal: NodeJS.Signals | null) => {
+        const oom = cgroup?.oomKilled() ?? false;
+        // The tree is gone only when the cgroup is empty: that is when the uid may be reused.
+        await cgroup?.destroy().catch(() => {});
+        release();
+        resolve({ code, signal, reason: oom ? 'memory' : this.#killed ? 'killed' : 'exited' });
+      };
+      child.once('error', () => void finish(null, null));
+      child.once('exit', (code, signal) => void finish(code, signal));
+    });
+  }
+
+  kill(): Promise<SandboxExit> {
+    if (!this.#killed) {
+      this.#killed = true;
+      void this.#cgroup?.killAll().catch(() => {});
+      this.#child.kill('SIGKILL');
+    }
+    return this.exited;
+  }
+}

@@ -1,0 +1,162 @@
+/**
+ * Per-process-tree cgroups: the memory and process limits, the out-of-memory verdict, and the
+ * only reliable way to kill a sandbox tree (a process-group kill does not reach inside a
+ * `--new-session` sandbox, and daemonized children leave the group anyway).
+ */
+import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+export interface CgroupLimits {
+  memoryBytes: number;
+  maxProcesses: number;
+}
+
+export interface Cgroup {
+  /** Files a pid is written to so the process joins this cgroup. */
+  readonly procsFiles: string[];
+  /** True when the kernel's OOM killer fired inside this cgroup. */
+  oomKilled(): boolean;
+  /** SIGKILLs every member until none is left. */
+  killAll(): Promise<void>;
+  /** Kills every member and removes the cgroup. Idempotent. */
+  destroy(): Promise<void>;
+}
+
+export interface Cgroups {
+  readonly version: 1 | 2;
+  create(name: string, limits: CgroupLimits): Cgroup;
+}
+
+const ROOT = '/sys/fs/cgroup';
+
+function readPids(file: string): number[] {
+  try {
+    return readFileSync(file, 'utf8').split('\n').filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+async function killMembers(procsFile: string): Promise<void> {
+  // Members can fork while we kill; the pids limit bounds that, and we loop until empty.
+  for (let round = 0; round < 500; round++) {
+    const pids = readPids(procsFile);
+    if (pids.length === 0) return;
+    for (const pid of pids) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+    await sleep(round < 10 ? 2 : 20);
+  }
+  throw new Error(`processes in ${procsFile} survived SIGKILL`);
+}
+
+async function removeDir(dir: string): Promise<void> {
+  for (let round = 0; round < 100; round++) {
+    try {
+      rmdirSync(dir);
+      return;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') return;
+      if (code !== 'EBUSY') throw err;
+      await sleep(10);
+    }
+  }
+}
+
+function once(fn: () => Promise<void>): () => Promise<void> {
+  let done: Promise<void> | undefined;
+  return () => (done ??= fn());
+}
+
+class CgroupsV1 implements Cgroups {
+  readonly version = 1;
+  create(name: string, limits: CgroupLimits): Cgroup {
+    const memory = join(ROOT, 'memory', 'runcell', name);
+    const pids = join(ROOT, 'pids', 'runcell', name);
+    mkdirSync(memory, { recursive: true });
+    mkdirSync(pids, { recursive: true });
+    writeFileSync(join(memory, 'memory.limit_in_bytes'), String(limits.memoryBytes));
+    // Without swap accounting the limit could be dodged by swapping out.
+    const memsw = join(memory, 'memory.memsw.limit_in_bytes');
+    if (existsSync(memsw)) writeFileSync(memsw, String(limits.memoryBytes));
+    writeFileSync(join(pids, 'pids.max'), String(limits.maxProcesses));
+    const killAll = async () => {
+      await killMembers(join(pids, 'cgroup.procs'));
+      await killMembers(join(memory, 'cgroup.procs'));
+    };
+    return {
+      procsFiles: [join(memory, 'cgroup.procs'), join(pids, 'cgroup.procs')],
+      oomKilled: () => {
+        try {
+          return /^oom_kill [1-9]/m.test(readFileSync(join(memory, 'memory.oom_control'), 'utf8'));
+        } catch {
+          return false;
+        }
+      },
+      killAll,
+      destroy: once(async () => {
+        await killAll();
+        await removeDir(memory);
+        await removeDir(pids);
+      }),
+    };
+  }
+}
+
+class CgroupsV2 implements Cgroups {
+  readonly version = 2;
+  constructor() {
+    const base = join(ROOT, 'runcell');
+    mkdirSync(base, { recursive: true });
+    writeFileSync(join(ROOT, 'cgroup.subtree_control'), '+memory +pids');
+    writeFileSync(join(base, 'cgroup.subtree_control'), '+memory +pids');
+  }
+  create(name: string, limits: CgroupLimits): Cgroup {
+    const dir = join(ROOT, 'runcell', name);
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'memory.max'), String(limits.memoryBytes));
+    if (existsSync(join(dir, 'memory.swap.max'))) writeFileSync(join(dir, 'memory.swap.max'), '0');
+    writeFileSync(join(dir, 'pids.max'), String(limits.maxProcesses));
+    const killAll = async () => {
+      writeFileSync(join(dir, 'cgroup.kill'), '1');
+      await killMembers(join(dir, 'cgroup.procs'));
+    };
+    return {
+      procsFiles: [join(dir, 'cgroup.procs')],
+      oomKilled: () => {
+        try {
+          return /^oom_kill [1-9]/m.test(readFileSync(join(dir, 'memory.events'), 'utf8'));
+        } catch {
+          return false;
+        }
+      },
+      killAll,
+      destroy: once(async () => {
+        await killAll();
+        await removeDir(dir);
+      }),
+    };
+  }
+}
+
+/** The cgroup hierarchy this host offers us, or the reason there is none. */
+export function detectCgroups(): Cgroups | string {
+  if (process.getuid?.() !== 0) return 'not running as root';
+  const controllers = join(ROOT, 'cgroup.controllers');
+  if (existsSync(controllers)) {
+    const have = readFileSync(controllers, 'utf8').split(/\s+/);
+    if (!have.includes('memory') || !have.includes('pids'))
+      return 'cgroup v2 lacks the memory or pids controller';
+    return new CgroupsV2();
+  }
+  if (existsSync(join(ROOT, 'memory', 'cgroup.procs')) && existsSync(join(ROOT, 'pids', 'cgroup.procs'))) {
+    return new CgroupsV1();
+  }
+  return 'no memory and pids cgroup hierarchy is mounted';
+}

@@ -1,0 +1,59 @@
+/**
+ * Sandbox: start a process under isolation and limits, kill it and everything it spawned.
+ * Implementations: BwrapSandbox (default) and NoneSandbox (development only).
+ */
+import type { Readable, Writable } from 'node:stream';
+
+export interface SandboxLimits {
+  /** Memory for the whole process tree (memory cgroup). */
+  memoryBytes: number;
+  /** Processes and threads for the whole tree (pids cgroup). */
+  maxProcesses: number;
+  /** Size of the private /tmp and /dev/shm. */
+  tmpBytes: number;
+}
+
+export interface SandboxSpec {
+  /** Command and arguments, as seen inside the sandbox. */
+  argv: string[];
+  /** Host directory bound read-write at /workspace, the working directory (else `/`). */
+  workspace?: string;
+  /** The complete environment of the command; nothing of the server's leaks in. */
+  env: Record<string, string>;
+  limits: SandboxLimits;
+  /** Give the process network access (a loopback-only network namespace otherwise). */
+  network: boolean;
+}
+
+export type ExitReason = 'memory' | 'killed' | 'exited';
+
+export interface SandboxExit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  /** `memory` when the memory limit killed it, `killed` when kill() ended it. */
+  reason: ExitReason;
+}
+
+export interface SandboxProcess {
+  /** fd 1 and 2 of the command. */
+  readonly stdout: Readable;
+  readonly stderr: Readable;
+  /** fd 3 (written by the server) and fd 4 (read by the server) of the command. */
+  readonly requests: Writable;
+  readonly events: Readable;
+  /** Resolves once the whole tree is gone and its resources (uid, cgroup) are released. */
+  readonly exited: Promise<SandboxExit>;
+  /** Kills every process of the tree; resolves as `exited` does. Idempotent. */
+  kill(): Promise<SandboxExit>;
+}
+
+export interface Sandbox {
+  readonly name: 'bwrap' | 'none';
+  /** False for `none`: the server then refuses to listen beyond loopback. */
+  readonly isolated: boolean;
+  /** Checks the backend can start processes here; throws SANDBOX_UNAVAILABLE with the reason. */
+  init(): Promise<void>;
+  spawn(spec: SandboxSpec): SandboxProcess;
+  /** Kills every process still running. Idempotent. */
+  close(): Promise<void>;
+}

@@ -1,0 +1,166 @@
+/**
+ * The sandbox against real bubblewrap: what a cell can see and do. Each case is an attack or a
+ * limit that must keep holding.
+ */
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BwrapSandbox } from '../../src/sandbox/bwrap-sandbox.ts';
+import type { SandboxSpec } from '../../src/sandbox/sandbox.ts';
+import { collect, silentLog, tempDir } from '../helpers.ts';
+
+const asRoot = process.getuid?.() === 0;
+const sandbox = new BwrapSandbox({ uidBase: 62000, uidCount: 8, log: silentLog });
+const workspace = join(tempDir(), 'ws');
+
+function python(code: string, overrides: Partial<SandboxSpec> = {}) {
+  return sandbox.spawn({
+    argv: ['/usr/bin/python3', '-I', '-c', code],
+    workspace,
+    env: { PATH: '/usr/bin:/bin', LANG: 'C.UTF-8' },
+    limits: { memoryBytes: 256 << 20, maxProcesses: 32, tmpBytes: 8 << 20 },
+    network: false,
+    ...overrides,
+  });
+}
+
+beforeAll(() => sandbox.init());
+afterAll(() => sandbox.close());
+
+describe('BwrapSandbox', () => {
+  it('runs the command in the workspace with only the given environment', async () => {
+    const r = await collect(python('import os, json; print(json.dumps([os.getcwd(), dict(os.environ)]))'));
+    expect(r.code).toBe(0);
+    const [cwd, env] = JSON.parse(r.stdout);
+    expect(cwd).toBe('/workspace');
+    // bwrap sets PWD after --chdir; nothing of the server's is there.
+    expect(env).toEqual({ PATH: '/usr/bin:/bin', LANG: 'C.UTF-8', PWD: '/workspace' });
+  });
+
+  it("leaks no environment through bwrap's own pid 1", async () => {
+    const r = await collect(python("print(repr(open('/proc/1/environ','rb').read()))"));
+    expect(r.stdout.trim()).toBe("b''");
+  });
+
+  it.runIf(asRoot)('never runs as host root, and cannot read host secrets', async () => {
+    const r = await collect(
+      python(`
+import os
+print(os.getuid())
+for p in ['/etc/shadow', '/root', '/etc/passwd', '/home']:
+    print(p, os.path.exists(p))
+print(open('/proc/self/status').read().split('CapEff:')[1].split()[0])
+`),
+    );
+    const lines = r.stdout.trim().split('\n');
+    expect(lines[0]).toBe('1000');
+    expect(lines.slice(1, 5)).toEqual([
+      '/etc/shadow False',
+      '/root False',
+      '/etc/passwd False',
+      '/home False',
+    ]);
+    expect(lines[5]).toBe('0000000000000000');
+  });
+
+  it("cannot see the server's files or the data directory", async () => {
+    const r = await collect(python("import os; print(sorted(os.listdir('/')))"));
+    const root = JSON.parse(r.stdout.replaceAll("'", '"'));
+    for (const hidden of ['root', 'home', 'work', 'var', 'opt', 'srv', 'mnt'])
+      expect(root).not.toContain(hidden);
+    expect(existsSync(process.cwd())).toBe(true);
+    const r2 = await collect(python(`import os; print(os.path.exists(${JSON.stringify(process.cwd())}))`));
+    expect(r2.stdout.trim()).toBe('False');
+  });
+
+  it('has no network', async () => {
+    const r = await collect(
+      python(`
+import socket
+print(sorted(i[1] for i in socket.if_nameindex()))
+try:
+    socket.create_connection(('127.0.0.1', 6379), timeout=2); print('connected')
+except OSError as e: print('refused', e.errno)
+`),
+    );
+    const [ifaces, connect] = r.stdout.trim().split('\n');
+    expect(ifaces).toBe("['lo']");
+    expect(connect).toMatch(/^refused/);
+  });
+
+  it('writes only to the workspace and a private /tmp', async () => {
+    const r = await collect(
+      python(`
+import os
+open('/workspace/out.txt', 'w').write('kept')
+open('/tmp/x', 'w').write('x')
+for p in ['/usr/evil', '/etc/evil', '/evil']:
+    try: open(p, 'w'); print('wrote', p)
+    except OSError as e: print('denied', p)
+`),
+    );
+    expect(r.stdout.trim().split('\n')).toEqual(['denied /usr/evil', 'denied /etc/evil', 'denied /evil']);
+    expect(readdirSync(workspace)).toContain('out.txt');
+  });
+
+  it('does not follow a planted symlink when handing the workspace over', async () => {
+    const outside = join(tempDir(), 'host-file');
+    writeFileSync(outside, 'host');
+    await collect(python(`import os; os.symlink(${JSON.stringify(outside)}, '/workspace/link')`));
+    // The next sandbox gets the workspace chowned to its uid; the link target must stay untouched.
+    const r = await collect(python('print(open("/workspace/out.txt").read())'));
+    expect(r.stdout.trim()).toBe('kept');
+    const { statSync } = await import('node:fs');
+    expect(statSync(outside).uid).toBe(process.getuid!());
+  });
+
+  it.runIf(asRoot)('kills the tree at the memory limit and says so', async () => {
+    const r = await collect(
+      python("x = bytearray(400 << 20); x[::4096] = b'x' * len(x[::4096]); print('survived')"),
+    );
+    expect(r.stdout).not.toContain('survived');
+    expect(r.reason).toBe('memory');
+  });
+
+  it.runIf(asRoot)('limits the number of processes', async () => {
+    const r = await collect(
+      python(
+        `
+import os, time
+n = 0
+try:
+    for _ in range(200):
+        if os.fork() == 0:
+            time.sleep(5); os._exit(0)
+        n += 1
+except OSError as e:
+    print('stopped at', n)
+`,
+        { limits: { memoryBytes: 256 << 20, maxProcesses: 16, tmpBytes: 1 << 20 } },
+      ),
+    );
+    const n = Number(/stopped at (\d+)/.exec(r.stdout)?.[1]);
+    expect(n).toBeGreaterThan(0);
+    expect(n).toBeLessThan(16);
+  });
+
+  it('kill() ends daemonized grandchildren too', async () => {
+    const proc = python(`
+import os, subprocess, time
+subprocess.Popen(['/bin/sh', '-c', 'setsid sleep 300 & sleep 300'], start_new_session=True)
+print('started', flush=True)
+time.sleep(300)
+`);
+    await new Promise<void>((resolve) => proc.stdout.once('data', () => resolve()));
+    const exit = await proc.kill();
+    expect(exit.reason).toBe('killed');
+    if (asRoot) {
+      // The uid's processes are gone from the host's process table.
+      const { execFileSync } = await import('node:child_process');
+      const left = execFileSync('/bin/ps', ['-eo', 'uid=,stat=,ppid=,comm='], { encoding: 'utf8' })
+        .split('\n')
+        .filter((l) => /^\s*620\d\d\s/.test(l) && !/^\s*\d+\s+Z/.test(l)); // zombies are dead, awaiting init
+      expect(left).toEqual([]);
+    }
+  });
+});

@@ -1,0 +1,189 @@
+/** What a cell does, end to end through real sandboxed kernels. */
+import type { FastifyInstance } from 'fastify';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { notebookId, run, startApp } from '../helpers.ts';
+
+let app: FastifyInstance;
+beforeAll(async () => {
+  app = await startApp({ interruptGraceMs: 1000, kernelMemoryMb: 256, maxOutputBytes: 4096 });
+});
+afterAll(() => app.close());
+
+describe('Python cells', () => {
+  it('keep variables, imports and definitions across submissions', async () => {
+    const nb = notebookId();
+    await run(app, nb, ['import math\nx = 2', 'def f(y):\n    return y * x']);
+    const status = await run(app, nb, ['print(f(21), math.floor(2.5))']);
+    expect(status.results[0]!.output).toBe('42 2\n');
+  });
+
+  it('show the trailing expression as a REPL does, and nothing for None', async () => {
+    const status = await run(app, notebookId(), ['1+1', 'None', "print('a'); 'b'", 'x = 5']);
+    expect(status.results.map((r) => r.output)).toEqual(['2', '', "a\n'b'", '']);
+  });
+
+  it('interleave stdout and stderr in the order written, including subprocesses', async () => {
+    const status = await run(app, notebookId(), [
+      "import sys, os\nprint('out1')\nprint('err1', file=sys.stderr)\nos.system('echo sub')\nprint('out2')",
+    ]);
+    expect(status.results[0]!.output).toBe('out1\nerr1\nsub\nout2\n');
+  });
+
+  it('report an exception with a traceback of the user code only, and stop there', async () => {
+    const status = await run(app, notebookId(), [
+      'x = 1',
+      'def g():\n    return 1/0\ng()',
+      'print("not run")',
+    ]);
+    expect(status.status).toBe('error');
+    expect(status.cellsExecuted).toEqual(['c0', 'c1']);
+    const error = status.results[1]!;
+    expect(error.type).toBe('error');
+    expect(error.output).toMatch(/^Traceback \(most recent call last\):\n/);
+    expect(error.output).toContain('return 1/0');
+    expect(error.output).toMatch(/ZeroDivisionError: division by zero\n?$/);
+    expect(error.output).not.toMatch(/driver|runcell|<string>/);
+    expect(error.outputs.at(-1)).toMatchObject({ output_type: 'error', ename: 'ZeroDivisionError' });
+  });
+
+  it('run later cells after an error when stopOnError is false', async () => {
+    const status = await run(app, notebookId(), ['raise ValueError("bad")', 'print("ran")'], {
+      stopOnError: false,
+    });
+    expect(status.status).toBe('error');
+    expect(status.cellsExecuted).toEqual(['c0', 'c1']);
+    expect(status.results.map((r) => r.type)).toEqual(['error', 'output']);
+    expect(status.results[1]!.output).toBe('ran\n');
+  });
+
+  it('report a syntax error with its line', async () => {
+    const status = await run(app, notebookId(), ['x = 1\ny = (']);
+    expect(status.results[0]!.type).toBe('error');
+    expect(status.results[0]!.output).toMatch(/SyntaxError/);
+    expect(status.results[0]!.output).toMatch(/line 2/);
+  });
+
+  it('interrupt a cell past its timeout and keep the context', async () => {
+    const nb = notebookId();
+    const status = await run(app, nb, ['keep = "kept"', 'import time\ntime.sleep(30)'], { timeout: 1 });
+    const timedOut = status.results[1]!;
+    expect(timedOut.type).toBe('error');
+    expect(timedOut.timedOut).toBe(true);
+    expect(timedOut.output).toMatch(/KeyboardInterrupt/);
+    expect(timedOut.output).toMatch(/timed out after 1 s/);
+    expect((await run(app, nb, ['keep'])).results[0]!.output).toBe("'kept'");
+  });
+
+  it('kill a kernel that ignores the interrupt, say the context was reset, and carry on', async () => {
+    const nb = notebookId();
+    const stubborn =
+      'import time\nwhile True:\n    try:\n        time.sleep(10)\n    except KeyboardInterrupt:\n        pass';
+    const status = await run(app, nb, ['gone = 1', stubborn], { timeout: 1 });
+    expect(status.status).toBe('error');
+    const critical = status.results[1]!;
+    expect(critical.type).toBe('critical');
+    expect(critical.timedOut).toBe(true);
+    expect(critical.output).toMatch(/timed out after 1 s.*killed.*context was reset/s);
+    const after = await run(app, nb, ['gone']);
+    expect(after.results[0]!.type).toBe('error');
+    expect(after.results[0]!.output).toMatch(/NameError/);
+    expect(after.results[0]!.contextLost).toBe(true);
+  });
+
+  it('report a kernel that exits as critical, never a hang', async () => {
+    const nb = notebookId();
+    const status = await run(app, nb, ['import os; os._exit(3)']);
+    expect(status.results[0]).toMatchObject({ type: 'critical', contextLost: true });
+    expect(status.results[0]!.output).toMatch(/exited with code 3/);
+    expect((await run(app, nb, ['print("back")'])).results[0]!.output).toBe('back\n');
+  });
+
+  it('report running out of memory as its own reason', async () => {
+    const status = await run(app, notebookId(), ["x = b'x' * (600 << 20)"]);
+    expect(status.results[0]!.type).toBe('critical');
+    expect(status.results[0]!.output).toMatch(/out of memory \(limit 256 MiB\)/);
+  });
+
+  it('cap the output of a cell and say so', async () => {
+    const status = await run(app, notebookId(), ["print('y' * 100000)\nprint('done')"]);
+    const result = status.results[0]!;
+    expect(result.droppedBytes).toBeGreaterThan(90000);
+    expect(result.output.length).toBeLessThan(4096 + 200);
+    expect(result.output).toMatch(/\[output truncated: \d+ bytes dropped, limit 4096 bytes\]/);
+  });
+
+  it('cannot be confused by a cell that writes binary or closes stdout', async () => {
+    const nb = notebookId();
+    const status = await run(app, nb, [
+      "import sys, os\nsys.stdout.buffer.write(b'\\x00\\xff\\x00\\x00\\x00\\x05{}')\nsys.stdout.flush()",
+      'import sys, os\nsys.stdout.close()\nos.close(1)',
+      'print("still here")',
+    ]);
+    expect(status.results[2]!.output).toBe('still here\n');
+  });
+
+  it('cannot read host secrets or reach the network', async () => {
+    const status = await run(app, notebookId(), [
+      "import os\nprint(os.path.exists('/etc/shadow'), os.getuid() != 0)",
+      "import socket\ntry:\n    socket.create_connection(('127.0.0.1', 6379), timeout=2); print('connected')\nexcept OSError: print('no network')",
+      "print(open('/proc/1/environ').read() == '', sorted(os.environ))",
+    ]);
+    expect(status.results.map((r) => r.output)).toEqual([
+      'False True\n',
+      'no network\n',
+      "True ['HOME', 'LANG', 'LC_ALL', 'MPLBACKEND', 'PATH', 'PWD', 'TMPDIR', 'USER']\n",
+    ]);
+  });
+});
+
+describe('JavaScript cells', () => {
+  it('have REPL semantics: re-declaration, top-level await, trailing value', async () => {
+    const nb = notebookId();
+    const status = await run(
+      app,
+      nb,
+      [
+        "const name = 'Bob'",
+        "const name = 'Alice'",
+        'class A {}',
+        'class A { x = 1 }',
+        'await new Promise((r) => setTimeout(() => r(name), 10))',
+        '1+1',
+        'let u',
+      ],
+      { language: 'javascript' },
+    );
+    expect(status.status).toBe('success');
+    expect(status.results.map((r) => r.output)).toEqual(['', '', '', '', "'Alice'", '2', '']);
+  });
+
+  it('report a thrown error with its stack and the error type', async () => {
+    const status = await run(app, notebookId(), ["function f() { throw new TypeError('boom') }\nf()"], {
+      language: 'javascript',
+    });
+    const result = status.results[0]!;
+    expect(result.type).toBe('error');
+    expect(result.output).toMatch(/^TypeError: boom\n/);
+    expect(result.output).not.toMatch(/node:internal|driver/);
+  });
+
+  it('interrupt a busy loop past its timeout and keep the context', async () => {
+    const nb = notebookId();
+    const status = await run(app, nb, ['var kept = 7', 'while (true) {}'], {
+      language: 'javascript',
+      timeout: 1,
+    });
+    expect(status.results[1]).toMatchObject({ type: 'error', timedOut: true });
+    expect((await run(app, nb, ['kept'], { language: 'javascript' })).results[0]!.output).toBe('7');
+  });
+
+  it('report a heap exhausted as critical, and start fresh after', async () => {
+    const nb = notebookId();
+    const status = await run(app, nb, ['const a = []; while (true) a.push(new Array(1e6).fill(1))'], {
+      language: 'javascript',
+      timeout: 60,
+    });
+    expect(status.results[0]!.type).toBe('critical');
+    expect((await run(app, nb, ['1'], { language: 'javascript' })).results[0]!.output).toBe('1');
+  });
+});

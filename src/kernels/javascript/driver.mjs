@@ -98,7 +98,7 @@ function flushPending() {
   const text = p.parts.length === 1 ? p.parts[0] : p.parts.join('');
   // Keep every frame far below MAX_FRAME_BYTES (a UTF-16 unit is at most 3 UTF-8 bytes).
   const step = Math.floor(MAX_FRAME_BYTES / 8);
-  for (let start = 0; start < text.length; ) {
+  for (let start = 0; start < text.length;) {
     let end = Math.min(text.length, start + step);
     if (end < text.length) {
       const code = text.charCodeAt(end - 1);
@@ -116,7 +116,12 @@ function scheduledFlush() {
 
 function toText(chunk, encoding) {
   if (typeof chunk === 'string') {
-    if (typeof encoding === 'string' && encoding !== 'utf8' && encoding !== 'utf-8' && Buffer.isEncoding(encoding)) {
+    if (
+      typeof encoding === 'string' &&
+      encoding !== 'utf8' &&
+      encoding !== 'utf-8' &&
+      Buffer.isEncoding(encoding)
+    ) {
       return bufferFrom(chunk, encoding).toString('utf8');
     }
     return chunk;
@@ -310,7 +315,8 @@ function isTermination(error) {
 function callHelper(kind, remote) {
   let argument;
   if (remote.objectId !== undefined) argument = { objectId: remote.objectId };
-  else if (remote.unserializableValue !== undefined) argument = { unserializableValue: remote.unserializableValue };
+  else if (remote.unserializableValue !== undefined)
+    argument = { unserializableValue: remote.unserializableValue };
   else if (remote.type === 'undefined') argument = {};
   else argument = { value: remote.value };
   try {
@@ -344,7 +350,10 @@ function startNext() {
 }
 
 function run(request) {
-  const max = Number.isFinite(request.maxOutputBytes) && request.maxOutputBytes >= 0 ? request.maxOutputBytes : Infinity;
+  const max =
+    Number.isFinite(request.maxOutputBytes) && request.maxOutputBytes >= 0
+      ? request.maxOutputBytes
+      : Infinity;
   const cell = { id: request.id, max, bytes: 0, dropped: 0, done: false, objects: false };
   current = cell;
   if (typeof request.code !== 'string') {
@@ -361,19 +370,21 @@ function run(request) {
 function evaluated(cell, error, response) {
   if (cell.done) {
     // An abandoned (interrupted) cell finished after all; drop what it produced.
-    const remote = response && (response.exceptionDetails ? response.exceptionDetails.exception : response.result);
+    const remote =
+      response && (response.exceptionDetails ? response.exceptionDetails.exception : response.result);
     if (remote && remote.objectId) session.post('Runtime.releaseObject', { objectId: remote.objectId });
     return;
   }
   if (error) {
     if (isTermination(error)) finish(cell, { status: 'error', ...INTERRUPTED, interrupted: true });
-    else finish(cell, { status: 'error', ename: 'InternalError', evalue: String(error.message), traceback: [] });
+    else
+      finish(cell, { status: 'error', ename: 'InternalError', evalue: String(error.message), traceback: [] });
     return;
   }
   if (response.exceptionDetails) {
     const remote = response.exceptionDetails.exception || { type: 'undefined' };
     if (remote.objectId) cell.objects = true;
-    const described = remote.objectId ? callHelper('describe', remote) : describeError(remote.value);
+    const described = callHelper('describe', remote);
     if (described === null) finish(cell, { status: 'error', ...INTERRUPTED, interrupted: true });
     else finish(cell, { status: 'error', ...described });
     return;
@@ -500,8 +511,8 @@ function close() {
   setTimeout(() => {
     terminateMain();
     parentPort.postMessage({ type: 'eof' });
-  }, 1000);
-  setTimeout(() => process.kill(process.pid, 'SIGKILL'), 3000);
+  }, 100);
+  setTimeout(() => process.kill(process.pid, 'SIGKILL'), 2000);
 }
 
 let chunks = [];

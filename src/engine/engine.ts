@@ -188,7 +188,7 @@ export class Engine {
           reason = running.stopReason;
           break;
         }
-        const result = await this.#runCell(submission, cell);
+        const result = await this.#runCell(submission, cell, running);
         await this.#store.addResult(submission.id, seq++, result);
         this.#bus.publish(submissionTopic(submission.id), {
           type: 'cell.finished',
@@ -215,7 +215,7 @@ export class Engine {
     this.#announceFinished(submission.id, state);
   }
 
-  async #runCell(submission: Submission, cell: SubmittedCell): Promise<CellResult> {
+  async #runCell(submission: Submission, cell: SubmittedCell, running: Running): Promise<CellResult> {
     const startedAt = new Date().toISOString();
     this.#bus.publish(submissionTopic(submission.id), {
       type: 'cell.started',
@@ -233,6 +233,8 @@ export class Engine {
         true,
       );
     }
+    // A reset or shutdown while the kernel started: do not run the cell in a context being torn down.
+    if (running.stopReason) return criticalResult(cell.cellId, cell.language, running.stopReason, false);
     const exec = await acquired.kernel.execute(cell.code, {
       timeoutMs: submission.timeoutSeconds * 1000,
       graceMs: this.#config.interruptGraceMs,

@@ -65,8 +65,11 @@ export class KernelManager {
 
   /** Kills the notebook's kernels; its next cell starts a fresh context. */
   async reset(notebookId: string): Promise<void> {
+    // A kernel still starting belongs to the old context too: wait for it, then stop it.
+    const keys = new Set(Object.keys(this.#drivers).map((language) => `${language}:${notebookId}`));
+    await Promise.allSettled([...this.#starting].filter(([key]) => keys.has(key)).map(([, p]) => p));
     const kernels = [...this.#kernels.values()].filter((k) => k.notebookId === notebookId);
-    for (const language of Object.keys(this.#drivers)) this.#lost.delete(`${language}:${notebookId}`);
+    for (const key of keys) this.#lost.delete(key);
     await Promise.all(kernels.map((k) => this.#stop(k, 'the notebook was reset')));
   }
 

@@ -62,9 +62,9 @@ describe('reset', () => {
       ],
     });
     const queued = await submit(app, { notebookId: nb, cells: [{ cellId: 'q', code: 'print("never")' }] });
-    // Let the first one start.
-    for (let i = 0; i < 100 && (await app.inject(`/api/status/${running}`)).json().state !== 'running'; i++) {
-      await new Promise((r) => setTimeout(r, 50));
+    // Let the first one start: its kernel is live once the cell runs.
+    for (let i = 0; i < 200 && !(await app.inject(`/notebookstatus/${nb}`)).json().active; i++) {
+      await new Promise((r) => setTimeout(r, 25));
     }
     const reset = await app.inject({ method: 'POST', url: `/api/reset/${nb}` });
     expect(reset.statusCode).toBe(200);

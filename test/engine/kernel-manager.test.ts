@@ -1,0 +1,48 @@
+/** Kernel bookkeeping: the per-machine cap, and kernels that cannot start. */
+import { describe, expect, it } from 'vitest';
+import { notebookId, run, startApp } from '../helpers.ts';
+
+describe('kernel manager', () => {
+  it('stops the least recently used idle kernel past maxKernels, and tells that notebook', async () => {
+    const app = await startApp({ maxKernels: 2, maxConcurrentNotebooks: 1 });
+    try {
+      const [a, b, c] = [notebookId('a'), notebookId('b'), notebookId('c')];
+      await run(app, a, ['v = "a"']);
+      await run(app, b, ['v = "b"']);
+      await run(app, c, ['v = "c"']); // a is the least recently used: stopped
+      expect((await app.inject(`/notebookstatus/${a}`)).json().active).toBe(false);
+      expect((await app.inject(`/notebookstatus/${c}`)).json().active).toBe(true);
+      const after = await run(app, a, ['print("fresh")']);
+      expect(after.results[0]).toMatchObject({ type: 'output', output: 'fresh\n', contextLost: true });
+      expect((await run(app, c, ['v'])).results[0]!.output).toBe("'c'");
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('reports a kernel that cannot start as a critical result, and the server keeps serving', async () => {
+    const app = await startApp({ pythonPath: '/usr/bin/no-such-python' });
+    try {
+      const status = await run(app, notebookId(), ['1']);
+      expect(status.status).toBe('error');
+      expect(status.results[0]!.type).toBe('critical');
+      expect(status.results[0]!.output).toMatch(/could not start a python kernel/);
+      const js = await run(app, notebookId(), ['1 + 1'], { language: 'javascript' });
+      expect(js.results[0]!.output).toBe('2');
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('caps the timeout a submission asks for at the server maximum', async () => {
+    const app = await startApp({ maxCellTimeoutSeconds: 60 });
+    try {
+      const status = (await run(app, notebookId(), ['1'], { timeout: 99999 })) as unknown as {
+        timeoutSeconds: number;
+      };
+      expect(status.timeoutSeconds).toBe(60);
+    } finally {
+      await app.close();
+    }
+  });
+});

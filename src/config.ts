@@ -62,6 +62,13 @@ export const ConfigSchema = Type.Object({
   maxOutputBytes: Int(1048576, 'Output bytes kept per cell; the excess is dropped with a marker.', 1024),
   kernelMemoryMb: Int(512, 'Memory limit per kernel (memory cgroup), MiB.', 32),
   kernelMaxProcesses: Int(64, 'Process and thread limit per kernel (pids cgroup).', 8),
+  kernelCpus: Type.Number({
+    default: 1,
+    minimum: 0,
+    description: 'CPU cores one kernel may use at most (cpu cgroup quota); 0 for no cap.',
+  }),
+  kernelMaxOpenFiles: Int(1024, 'Open files per kernel process (RLIMIT_NOFILE).', 16),
+  kernelMaxFileMb: Int(1024, 'Largest file a kernel may write, MiB (RLIMIT_FSIZE).', 1),
   kernelTmpMb: Int(64, 'Size of the private /tmp and /dev/shm of each kernel, MiB.', 1),
   maxKernels: Int(64, 'Live kernels per machine; the least recently used idle one is stopped beyond it.', 1),
   maxConcurrentNotebooks: Int(8, 'Notebooks whose cells run at the same time.', 1),

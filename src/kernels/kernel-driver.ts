@@ -19,4 +19,7 @@ export const KERNEL_ENV: Readonly<Record<string, string>> = {
   LANG: 'C.UTF-8',
   LC_ALL: 'C.UTF-8',
   MPLBACKEND: 'Agg',
+  // glibc reserves 64 MiB of address space per malloc arena (one per thread): with the Python
+  // kernel's address-space cap that would waste most of it.
+  MALLOC_ARENA_MAX: '2',
 };

@@ -14,12 +14,13 @@ import type { Readable, Writable } from 'node:stream';
 import type { FastifyBaseLogger } from 'fastify';
 import { RuncellError } from '../errors.ts';
 import { detectCgroups, type Cgroup, type Cgroups } from './cgroups.ts';
-import type { Sandbox, SandboxExit, SandboxProcess, SandboxSpec } from './sandbox.ts';
+import type { Sandbox, SandboxExit, SandboxLimits, SandboxProcess, SandboxSpec } from './sandbox.ts';
 import { UidPool } from './uid-pool.ts';
 import { prepareWorkspace } from './workspace.ts';
 
 const BWRAP = '/usr/bin/bwrap';
 const SETPRIV = '/usr/bin/setpriv';
+const PRLIMIT = '/usr/bin/prlimit';
 /** Inside the sandbox every kernel is uid/gid 1000, whatever host uid backs it. */
 const INNER_ID = '1000';
 /** The workspace is handed to bwrap as this fd, opened with O_NOFOLLOW, so what gets bound is
@@ -60,8 +61,8 @@ export class BwrapSandbox implements Sandbox {
         `${BWRAP} is missing: install bubblewrap (apt-get install bubblewrap)`,
       );
     }
-    if (this.#asRoot && !existsSync(SETPRIV)) {
-      throw new RuncellError('SANDBOX_UNAVAILABLE', `${SETPRIV} is missing (util-linux)`);
+    for (const tool of this.#asRoot ? [SETPRIV, PRLIMIT] : [PRLIMIT]) {
+      if (!existsSync(tool)) throw new RuncellError('SANDBOX_UNAVAILABLE', `${tool} is missing (util-linux)`);
     }
     const cgroups = detectCgroups();
     if (typeof cgroups === 'string') {
@@ -73,7 +74,14 @@ export class BwrapSandbox implements Sandbox {
     const probe = this.spawn({
       argv: ['/usr/bin/true'],
       env: {},
-      limits: { memoryBytes: 64 << 20, maxProcesses: 8, tmpBytes: 1 << 20 },
+      limits: {
+        memoryBytes: 64 << 20,
+        maxProcesses: 8,
+        tmpBytes: 1 << 20,
+        cpus: 1,
+        openFiles: 64,
+        fileBytes: 1 << 20,
+      },
       network: false,
     });
     let stderr = '';
@@ -103,7 +111,7 @@ export class BwrapSandbox implements Sandbox {
       }
       cgroup = this.#cgroups?.create(`k-${uid}-${randomUUID().slice(0, 8)}`, spec.limits);
       const argv = [
-        ...this.#launcher(uid, cgroup),
+        ...this.#launcher(uid, cgroup, spec.limits),
         BWRAP,
         ...this.#bwrapArgs(spec, workspaceFd !== undefined),
         '--',
@@ -131,7 +139,7 @@ export class BwrapSandbox implements Sandbox {
   }
 
   /** sh joins the cgroup before exec, so not one instruction of the tree runs outside it. */
-  #launcher(uid: number, cgroup: Cgroup | undefined): string[] {
+  #launcher(uid: number, cgroup: Cgroup | undefined, limits: SandboxLimits): string[] {
     const argv: string[] = [];
     if (cgroup) {
       argv.push(
@@ -144,6 +152,9 @@ export class BwrapSandbox implements Sandbox {
         '--',
       );
     }
+    // rlimits are set before the uid drop, so the sandbox cannot raise them again; no core dumps
+    // (they would land in the workspace and could hold another process's memory).
+    argv.push(PRLIMIT, `--nofile=${limits.openFiles}`, `--fsize=${limits.fileBytes}`, '--core=0');
     if (this.#asRoot) {
       argv.push(
         SETPRIV,

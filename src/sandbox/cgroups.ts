@@ -10,7 +10,12 @@ import { setTimeout as sleep } from 'node:timers/promises';
 export interface CgroupLimits {
   memoryBytes: number;
   maxProcesses: number;
+  /** Cores at most; 0 for no cap. All kernels share one parent group, so together they get
+   * the same CPU weight as the server itself and cannot starve it. */
+  cpus: number;
 }
+
+const CFS_PERIOD_US = 100_000;
 
 export interface Cgroup {
   /** Files a pid is written to so the process joins this cgroup. */
@@ -76,11 +81,20 @@ function once(fn: () => Promise<void>): () => Promise<void> {
 
 class CgroupsV1 implements Cgroups {
   readonly version = 1;
+  readonly #hasCpu = existsSync(join(ROOT, 'cpu', 'cgroup.procs'));
   create(name: string, limits: CgroupLimits): Cgroup {
     const memory = join(ROOT, 'memory', 'runcell', name);
     const pids = join(ROOT, 'pids', 'runcell', name);
+    const cpu = this.#hasCpu ? join(ROOT, 'cpu', 'runcell', name) : undefined;
     mkdirSync(memory, { recursive: true });
     mkdirSync(pids, { recursive: true });
+    if (cpu) {
+      mkdirSync(cpu, { recursive: true });
+      if (limits.cpus > 0) {
+        writeFileSync(join(cpu, 'cpu.cfs_period_us'), String(CFS_PERIOD_US));
+        writeFileSync(join(cpu, 'cpu.cfs_quota_us'), String(Math.round(limits.cpus * CFS_PERIOD_US)));
+      }
+    }
     writeFileSync(join(memory, 'memory.limit_in_bytes'), String(limits.memoryBytes));
     // Without swap accounting the limit could be dodged by swapping out.
     const memsw = join(memory, 'memory.memsw.limit_in_bytes');
@@ -91,7 +105,11 @@ class CgroupsV1 implements Cgroups {
       await killMembers(join(memory, 'cgroup.procs'));
     };
     return {
-      procsFiles: [join(memory, 'cgroup.procs'), join(pids, 'cgroup.procs')],
+      procsFiles: [
+        join(memory, 'cgroup.procs'),
+        join(pids, 'cgroup.procs'),
+        ...(cpu ? [join(cpu, 'cgroup.procs')] : []),
+      ],
       oomKilled: () => {
         try {
           return /^oom_kill [1-9]/m.test(readFileSync(join(memory, 'memory.oom_control'), 'utf8'));
@@ -104,6 +122,7 @@ class CgroupsV1 implements Cgroups {
         await killAll();
         await removeDir(memory);
         await removeDir(pids);
+        if (cpu) await removeDir(cpu);
       }),
     };
   }
@@ -114,8 +133,11 @@ class CgroupsV2 implements Cgroups {
   constructor() {
     const base = join(ROOT, 'runcell');
     mkdirSync(base, { recursive: true });
-    writeFileSync(join(ROOT, 'cgroup.subtree_control'), '+memory +pids');
-    writeFileSync(join(base, 'cgroup.subtree_control'), '+memory +pids');
+    const controllers = readFileSync(join(ROOT, 'cgroup.controllers'), 'utf8').includes('cpu')
+      ? '+memory +pids +cpu'
+      : '+memory +pids';
+    writeFileSync(join(ROOT, 'cgroup.subtree_control'), controllers);
+    writeFileSync(join(base, 'cgroup.subtree_control'), controllers);
   }
   create(name: string, limits: CgroupLimits): Cgroup {
     const dir = join(ROOT, 'runcell', name);
@@ -123,6 +145,9 @@ class CgroupsV2 implements Cgroups {
     writeFileSync(join(dir, 'memory.max'), String(limits.memoryBytes));
     if (existsSync(join(dir, 'memory.swap.max'))) writeFileSync(join(dir, 'memory.swap.max'), '0');
     writeFileSync(join(dir, 'pids.max'), String(limits.maxProcesses));
+    if (limits.cpus > 0 && existsSync(join(dir, 'cpu.max'))) {
+      writeFileSync(join(dir, 'cpu.max'), `${Math.round(limits.cpus * CFS_PERIOD_US)} ${CFS_PERIOD_US}`);
+    }
     const killAll = async () => {
       writeFileSync(join(dir, 'cgroup.kill'), '1');
       await killMembers(join(dir, 'cgroup.procs'));

@@ -11,6 +11,12 @@ export interface SandboxLimits {
   maxProcesses: number;
   /** Size of the private /tmp and /dev/shm. */
   tmpBytes: number;
+  /** CPU cores the tree may use at most (cpu cgroup quota); 0 for no cap. */
+  cpus: number;
+  /** Open files per process (RLIMIT_NOFILE). */
+  openFiles: number;
+  /** Largest file a process may write (RLIMIT_FSIZE). */
+  fileBytes: number;
 }
 
 export interface SandboxSpec {

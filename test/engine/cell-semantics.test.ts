@@ -5,7 +5,12 @@ import { notebookId, run, startApp } from '../helpers.ts';
 
 let app: FastifyInstance;
 beforeAll(async () => {
-  app = await startApp({ interruptGraceMs: 1000, kernelMemoryMb: 256, maxOutputBytes: 4096 });
+  app = await startApp({
+    interruptGraceMs: 1000,
+    kernelMemoryMb: 256,
+    kernelTmpMb: 128,
+    maxOutputBytes: 4096,
+  });
 });
 afterAll(() => app.close());
 
@@ -98,10 +103,24 @@ describe('Python cells', () => {
     expect((await run(app, nb, ['print("back")'])).results[0]!.output).toBe('back\n');
   });
 
-  it('report running out of memory as its own reason', async () => {
-    const status = await run(app, notebookId(), ["x = b'x' * (600 << 20)"]);
+  it('fail a big allocation with MemoryError and keep the context', async () => {
+    const nb = notebookId();
+    const status = await run(app, nb, ['kept = 1', "x = b'x' * (600 << 20)"], { stopOnError: false });
+    expect(status.results[1]!.type).toBe('error');
+    expect(status.results[1]!.output).toMatch(/MemoryError/);
+    expect((await run(app, nb, ['kept'])).results[0]!.output).toBe('1');
+  });
+
+  it('report a kernel killed at the memory limit as running out of memory', async () => {
+    // The address-space cap stops one big allocation, but tmpfs pages count against the memory
+    // cgroup too: a kernel near its cap that fills /tmp is killed by the OOM killer.
+    const nb = notebookId();
+    const status = await run(app, nb, [
+      "x = b'x' * (150 << 20)\nopen('/tmp/fill', 'wb').write(b'y' * (120 << 20))",
+    ]);
     expect(status.results[0]!.type).toBe('critical');
     expect(status.results[0]!.output).toMatch(/out of memory \(limit 256 MiB\)/);
+    expect((await run(app, nb, ['print("back")'])).results[0]!.output).toBe('back\n');
   });
 
   it('cap the output of a cell and say so', async () => {
@@ -131,7 +150,7 @@ describe('Python cells', () => {
     expect(status.results.map((r) => r.output)).toEqual([
       'False True\n',
       'no network\n',
-      "True ['HOME', 'LANG', 'LC_ALL', 'MPLBACKEND', 'PATH', 'PWD', 'TMPDIR', 'USER']\n",
+      "True ['HOME', 'LANG', 'LC_ALL', 'MALLOC_ARENA_MAX', 'MPLBACKEND', 'PATH', 'PWD', 'TMPDIR', 'USER']\n",
     ]);
   });
 });

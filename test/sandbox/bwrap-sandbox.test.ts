@@ -18,7 +18,14 @@ function python(code: string, overrides: Partial<SandboxSpec> = {}) {
     argv: ['/usr/bin/python3', '-I', '-c', code],
     workspace,
     env: { PATH: '/usr/bin:/bin', LANG: 'C.UTF-8' },
-    limits: { memoryBytes: 256 << 20, maxProcesses: 32, tmpBytes: 8 << 20 },
+    limits: {
+      memoryBytes: 256 << 20,
+      maxProcesses: 32,
+      tmpBytes: 8 << 20,
+      cpus: 1,
+      openFiles: 256,
+      fileBytes: 16 << 20,
+    },
     network: false,
     ...overrides,
   });
@@ -136,12 +143,80 @@ try:
 except OSError as e:
     print('stopped at', n)
 `,
-        { limits: { memoryBytes: 256 << 20, maxProcesses: 16, tmpBytes: 1 << 20 } },
+        {
+          limits: {
+            memoryBytes: 256 << 20,
+            maxProcesses: 16,
+            tmpBytes: 1 << 20,
+            cpus: 1,
+            openFiles: 256,
+            fileBytes: 1 << 20,
+          },
+        },
       ),
     );
     const n = Number(/stopped at (\d+)/.exec(r.stdout)?.[1]);
     expect(n).toBeGreaterThan(0);
     expect(n).toBeLessThan(16);
+  });
+
+  it('caps open files, file size and core dumps, and the sandbox cannot raise them', async () => {
+    const r = await collect(
+      python(`
+import resource
+for name in ['RLIMIT_NOFILE', 'RLIMIT_FSIZE', 'RLIMIT_CORE']:
+    print(name, resource.getrlimit(getattr(resource, name)))
+try:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (4096, 4096)); print('raised')
+except ValueError as e: print('cannot raise')
+try:
+    with open('/workspace/big', 'wb') as f: f.write(b'x' * (17 << 20))
+    print('wrote big file')
+except OSError as e: print('fsize', e.errno)
+`),
+    );
+    expect(r.stdout.trim().split('\n')).toEqual([
+      'RLIMIT_NOFILE (256, 256)',
+      `RLIMIT_FSIZE (${16 << 20}, ${16 << 20})`,
+      'RLIMIT_CORE (0, 0)',
+      'cannot raise',
+      'fsize 27',
+    ]);
+  });
+
+  it.runIf(asRoot)('caps CPU at the configured cores', async () => {
+    // Two busy threads in separate processes for 1 s of wall time: with a 0.5-core quota they
+    // get about 0.5 s of CPU between them, not 2 s.
+    const r = await collect(
+      python(
+        `
+import os, time, resource
+pids = []
+for _ in range(2):
+    pid = os.fork()
+    if pid == 0:
+        end = time.time() + 1
+        while time.time() < end: pass
+        os._exit(0)
+    pids.append(pid)
+for pid in pids: os.waitpid(pid, 0)
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime)
+`,
+        {
+          limits: {
+            memoryBytes: 256 << 20,
+            maxProcesses: 16,
+            tmpBytes: 1 << 20,
+            cpus: 0.5,
+            openFiles: 256,
+            fileBytes: 1 << 20,
+          },
+        },
+      ),
+    );
+    const cpuSeconds = Number(r.stdout.trim());
+    expect(cpuSeconds).toBeGreaterThan(0.2);
+    expect(cpuSeconds).toBeLessThan(0.9);
   });
 
   it('kill() ends daemonized grandchildren too', async () => {

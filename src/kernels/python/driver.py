@@ -849,6 +849,14 @@ USER_MODULE = types.ModuleType("__main__")
 USER_NS = USER_MODULE.__dict__
 USER_NS["__builtins__"] = builtins
 sys.modules["__main__"] = USER_MODULE
+# The server passes the sandbox's memory limit. Python cannot see the cgroup limit, so without
+# this a big allocation gets the whole kernel OOM-killed; with the address space capped below it,
+# the allocation fails with MemoryError and the notebook keeps its context.
+if len(sys.argv) > 1 and sys.argv[1].isdigit():
+    import resource
+
+    _limit = int(sys.argv[1])
+    resource.setrlimit(resource.RLIMIT_AS, (_limit, _limit))
 sys.argv = [""]
 # Like Jupyter: modules in the notebook's workspace (the working directory) are importable.
 sys.path.insert(0, "")

@@ -20,7 +20,6 @@ import { prepareWorkspace } from './workspace.ts';
 
 const BWRAP = '/usr/bin/bwrap';
 const SETPRIV = '/usr/bin/setpriv';
-const PRLIMIT = '/usr/bin/prlimit';
 /** Inside the sandbox every kernel is uid/gid 1000, whatever host uid backs it. */
 const INNER_ID = '1000';
 /** The workspace is handed to bwrap as this fd, opened with O_NOFOLLOW, so what gets bound is
@@ -61,8 +60,8 @@ export class BwrapSandbox implements Sandbox {
         `${BWRAP} is missing: install bubblewrap (apt-get install bubblewrap)`,
       );
     }
-    for (const tool of this.#asRoot ? [SETPRIV, PRLIMIT] : [PRLIMIT]) {
-      if (!existsSync(tool)) throw new RuncellError('SANDBOX_UNAVAILABLE', `${tool} is missing (util-linux)`);
+    if (this.#asRoot && !existsSync(SETPRIV)) {
+      throw new RuncellError('SANDBOX_UNAVAILABLE', `${SETPRIV} is missing (util-linux)`);
     }
     const cgroups = detectCgroups();
     if (typeof cgroups === 'string') {
@@ -121,6 +120,7 @@ export class BwrapSandbox implements Sandbox {
         // The launcher gets an empty environment: bwrap's own pid 1 keeps it, readable at
         // /proc/1/environ from inside. The command's environment is set by --setenv only.
         env: {},
+        cwd: '/',
         stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe', workspaceFd ?? 'ignore'],
       });
       const proc = new BwrapProcess(child, cgroup, () => {
@@ -138,23 +138,19 @@ export class BwrapSandbox implements Sandbox {
     }
   }
 
-  /** sh joins the cgroup before exec, so not one instruction of the tree runs outside it. */
+  /**
+   * One sh joins the cgroup and sets the rlimits before it execs anything, so not one
+   * instruction of the tree runs outside them, and the sandbox (after the uid drop) cannot raise
+   * them again. No core dumps: they would land in the workspace and could hold memory of another
+   * process. sh runs with an empty environment and unsets the PWD it exports, so bwrap's pid 1 inherits none.
+   */
   #launcher(uid: number, cgroup: Cgroup | undefined, limits: SandboxLimits): string[] {
-    const argv: string[] = [];
-    if (cgroup) {
-      argv.push(
-        '/bin/sh',
-        '-c',
-        // env -i: sh exports PWD, which bwrap's pid 1 would keep.
-        'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec /usr/bin/env -i "$@"',
-        'runcell-launcher',
-        ...cgroup.procsFiles,
-        '--',
-      );
-    }
-    // rlimits are set before the uid drop, so the sandbox cannot raise them again; no core dumps
-    // (they would land in the workspace and could hold another process's memory).
-    argv.push(PRLIMIT, `--nofile=${limits.openFiles}`, `--fsize=${limits.fileBytes}`, '--core=0');
+    const join = cgroup
+      ? 'for f in ' + cgroup.procsFiles.join(' ') + '; do echo $$ > "$f" || exit 125; done; '
+      : '';
+    const fileBlocks = Math.max(1, Math.floor(limits.fileBytes / 512)); // ulimit -f counts 512-byte blocks
+    const rlimits = `ulimit -n ${limits.openFiles} && ulimit -f ${fileBlocks} && ulimit -c 0 || exit 125; `;
+    const argv = ['/bin/sh', '-c', `${join}${rlimits}unset PWD OLDPWD; exec "$@"`, 'runcell-launcher'];
     if (this.#asRoot) {
       argv.push(
         SETPRIV,

@@ -56,7 +56,6 @@ import io
 import json
 import linecache
 import os
-import platform
 import queue
 import select
 import signal
@@ -808,7 +807,7 @@ def _main():
     os.register_at_fork(after_in_child=_after_fork_in_child)
     _prepare_cell()
     threading.Thread(target=_pump, name="runcell-output", daemon=True).start()
-    _send({"type": "ready", "language": "python", "version": platform.python_version()})
+    _send({"type": "ready", "language": "python", "version": "%d.%d.%d" % sys.version_info[:3]})
     threading.Thread(target=_reader, name="runcell-requests", daemon=True).start()
     get = REQUESTS.get
     while True:

@@ -77,6 +77,7 @@ export class Kernel {
       language: driver.language,
     });
     this.#proc = sandbox.spawn({
+      owner: `notebook:${options.notebookId}`,
       argv: driver.argv({ memoryBytes: options.limits.memoryBytes }),
       workspace: options.workspace,
       env: { ...KERNEL_ENV },

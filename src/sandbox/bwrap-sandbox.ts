@@ -15,6 +15,7 @@ import type { FastifyBaseLogger } from 'fastify';
 import { RuncellError } from '../errors.ts';
 import { detectCgroups, type Cgroup, type Cgroups } from './cgroups.ts';
 import type { Sandbox, SandboxExit, SandboxLimits, SandboxProcess, SandboxSpec } from './sandbox.ts';
+import { seccompFilter } from './seccomp.ts';
 import { UidPool } from './uid-pool.ts';
 import { prepareWorkspace } from './workspace.ts';
 
@@ -26,6 +27,8 @@ const INNER_ID = '1000';
  * the directory we prepared even if its path is swapped for a symlink in between. (bwrap still
  * resolves the fd's path as the pool uid: see resolveWorkspaceRoot.) */
 const WORKSPACE_FD = 5;
+/** bwrap reads the seccomp program from this fd to EOF, and closes it before the command runs. */
+const SECCOMP_FD = 6;
 
 /** Host paths visible read-only inside, when they exist. */
 const SYSTEM_PATHS = ['/usr', '/etc/alternatives', '/etc/ld.so.cache', '/etc/localtime', '/etc/ssl/certs'];
@@ -46,6 +49,7 @@ export class BwrapSandbox implements Sandbox {
   readonly #uids: UidPool;
   readonly #live = new Set<SandboxProcess>();
   #cgroups: Cgroups | undefined;
+  readonly #seccomp = seccompFilter();
   #closed: Promise<void> | undefined;
 
   constructor(options: BwrapSandboxOptions) {
@@ -71,6 +75,7 @@ export class BwrapSandbox implements Sandbox {
     }
     // A real start proves namespaces work here (a container may forbid user namespaces).
     const probe = this.spawn({
+      owner: 'runcell-probe',
       argv: ['/usr/bin/true'],
       env: {},
       limits: {
@@ -96,7 +101,7 @@ export class BwrapSandbox implements Sandbox {
 
   spawn(spec: SandboxSpec): SandboxProcess {
     if (this.#closed) throw new RuncellError('SHUTTING_DOWN');
-    const uid = this.#asRoot ? this.#uids.acquire() : process.getuid!();
+    const uid = this.#asRoot ? this.#uids.acquire(spec.owner) : process.getuid!();
     if (uid === undefined) throw new RuncellError('SANDBOX_UNAVAILABLE', 'no free sandbox uid');
     let cgroup: Cgroup | undefined;
     let workspaceFd: number | undefined;
@@ -121,17 +126,19 @@ export class BwrapSandbox implements Sandbox {
         // /proc/1/environ from inside. The command's environment is set by --setenv only.
         env: {},
         cwd: '/',
-        stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe', workspaceFd ?? 'ignore'],
+        stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe', workspaceFd ?? 'ignore', 'pipe'],
       });
+      // About 1 KiB: fits the pipe buffer, so this never blocks; EPIPE if bwrap died first.
+      (child.stdio as unknown as Writable[])[SECCOMP_FD]!.on('error', () => {}).end(this.#seccomp);
       const proc = new BwrapProcess(child, cgroup, () => {
-        if (this.#asRoot) this.#uids.release(uid);
+        if (this.#asRoot) this.#uids.release(spec.owner);
         this.#live.delete(proc);
       });
       this.#live.add(proc);
       return proc;
     } catch (err) {
       void cgroup?.destroy();
-      if (this.#asRoot) this.#uids.release(uid);
+      if (this.#asRoot) this.#uids.release(spec.owner);
       throw err;
     } finally {
       if (workspaceFd !== undefined) closeSync(workspaceFd);
@@ -174,6 +181,7 @@ export class BwrapSandbox implements Sandbox {
       '--new-session',
     ];
     if (spec.network) args.push('--share-net');
+    args.push('--seccomp', String(SECCOMP_FD));
     args.push('--uid', INNER_ID, '--gid', INNER_ID, '--hostname', 'runcell', '--cap-drop', 'ALL');
     for (const path of SYSTEM_PATHS) if (existsSync(path)) args.push('--ro-bind', path, path);
     for (const link of USR_LINKS) {

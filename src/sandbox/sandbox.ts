@@ -22,6 +22,11 @@ export interface SandboxLimits {
 export interface SandboxSpec {
   /** Command and arguments, as seen inside the sandbox. */
   argv: string[];
+  /**
+   * Processes with the same owner (a notebook's kernels, which share its workspace) run as the
+   * same host uid; different owners never do.
+   */
+  owner: string;
   /** Host directory bound read-write at /workspace, the working directory (else `/`). */
   workspace?: string;
   /** The complete environment of the command; nothing of the server's leaks in. */

@@ -1,10 +1,12 @@
 /**
- * Host uids for sandboxed processes, one per live process, so that no two kernels can signal,
- * ptrace or share files with each other. A uid returns to the pool only after its process tree
- * is confirmed dead.
+ * Host uids for sandboxed processes. All live processes of one owner (a notebook: its Python
+ * and JavaScript kernels share a workspace) share one uid; no two owners ever do, so one
+ * notebook cannot signal, ptrace or read another's processes and files. A uid returns to the
+ * pool only after every process tree of its owner is confirmed dead.
  */
 export class UidPool {
-  #free: number[];
+  readonly #free: number[];
+  readonly #held = new Map<string, { uid: number; count: number }>();
 
   constructor(base: number, size: number) {
     this.#free = Array.from({ length: size }, (_, i) => base + size - 1 - i);
@@ -14,11 +16,22 @@ export class UidPool {
     return this.#free.length;
   }
 
-  acquire(): number | undefined {
-    return this.#free.pop();
+  /** The owner's uid (taking a free one if it holds none), or undefined when none is free. */
+  acquire(owner: string): number | undefined {
+    const held = this.#held.get(owner);
+    if (held) {
+      held.count++;
+      return held.uid;
+    }
+    const uid = this.#free.pop();
+    if (uid !== undefined) this.#held.set(owner, { uid, count: 1 });
+    return uid;
   }
 
-  release(uid: number): void {
-    this.#free.push(uid);
+  release(owner: string): void {
+    const held = this.#held.get(owner);
+    if (!held || --held.count > 0) return;
+    this.#held.delete(owner);
+    this.#free.push(held.uid);
   }
 }

@@ -141,6 +141,14 @@ describe('Python cells', () => {
     expect(status.results[2]!.output).toBe('still here\n');
   });
 
+  it('run under the seccomp filter: namespaces and ptrace are denied', async () => {
+    const status = await run(app, notebookId(), [
+      "print(open('/proc/self/status').read().split('Seccomp:')[1].split()[0])",
+      'import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\nprint(libc.unshare(0x10000000), ctypes.get_errno(), libc.ptrace(0, 0, 0, 0), ctypes.get_errno())',
+    ]);
+    expect(status.results.map((r) => r.output)).toEqual(['2\n', '-1 1 -1 1\n']);
+  });
+
   it('cannot read host secrets or reach the network', async () => {
     const status = await run(app, notebookId(), [
       "import os\nprint(os.path.exists('/etc/shadow'), os.getuid() != 0)",
@@ -152,6 +160,19 @@ describe('Python cells', () => {
       'no network\n',
       "True ['HOME', 'LANG', 'LC_ALL', 'MALLOC_ARENA_MAX', 'MPLBACKEND', 'PATH', 'PWD', 'TMPDIR', 'USER']\n",
     ]);
+  });
+});
+
+describe('a notebook in two languages', () => {
+  it('shares its workspace between its Python and JavaScript kernels', async () => {
+    const nb = notebookId();
+    const status = await run(app, nb, [
+      "open('shared.txt', 'w').write('from python\\n')",
+      { code: "require('fs').appendFileSync('shared.txt', 'from js\\n')", language: 'javascript' },
+      "print(open('shared.txt').read(), end='')",
+    ]);
+    expect(status.results.map((r) => r.type)).toEqual(['output', 'output', 'output']);
+    expect(status.results[2]!.output).toBe('from python\nfrom js\n');
   });
 });
 

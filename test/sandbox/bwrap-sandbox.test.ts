@@ -15,6 +15,7 @@ const workspace = join(tempDir(), 'ws');
 
 function python(code: string, overrides: Partial<SandboxSpec> = {}) {
   return sandbox.spawn({
+    owner: 'test-notebook',
     argv: ['/usr/bin/python3', '-I', '-c', code],
     workspace,
     env: { PATH: '/usr/bin:/bin', LANG: 'C.UTF-8' },
@@ -219,6 +220,41 @@ print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime)
     expect(cpuSeconds).toBeLessThan(0.9);
   });
 
+  it.runIf(asRoot)('gives one owner one host uid, and different owners different uids', async () => {
+    const { execFileSync } = await import('node:child_process');
+    const workspaces: Record<string, string> = { a: join(tempDir(), 'a'), b: join(tempDir(), 'b') };
+    const start = (owner: string, marker: string) => {
+      const proc = python(`import time; print('up', flush=True); time.sleep(30)  # ${marker}`, {
+        owner,
+        workspace: workspaces[owner],
+      });
+      return { proc, up: new Promise((resolve) => proc.stdout.once('data', resolve)) };
+    };
+    const procs = [start('a', 'marker-a1'), start('a', 'marker-a2'), start('b', 'marker-b')];
+    let table: string[];
+    try {
+      await Promise.all(procs.map((p) => p.up));
+      // The host's view: which uid runs each python3 (the one whose argv carries the marker).
+      table = execFileSync('/bin/ps', ['-eo', 'uid=,comm=,args='], {
+        encoding: 'utf8',
+        maxBuffer: 1 << 28,
+      }).split('\n');
+    } finally {
+      await Promise.all(procs.map((p) => p.proc.kill()));
+    }
+    const uidOf = (marker: string) =>
+      table
+        .find((line) => line.includes(marker) && / python3 /.test(line))
+        ?.trim()
+        .split(/\s+/)[0];
+    const [a1, a2, b] = ['marker-a1', 'marker-a2', 'marker-b'].map(uidOf);
+    expect(a1).toBeDefined();
+    expect(a1).toBe(a2);
+    expect(b).toBeDefined();
+    expect(b).not.toBe(a1);
+    expect(Number(a1)).toBeGreaterThanOrEqual(62000);
+  });
+
   it('kill() ends daemonized grandchildren too', async () => {
     const proc = python(`
 import os, subprocess, time
@@ -232,7 +268,10 @@ time.sleep(300)
     if (asRoot) {
       // The uid's processes are gone from the host's process table.
       const { execFileSync } = await import('node:child_process');
-      const left = execFileSync('/bin/ps', ['-eo', 'uid=,stat=,ppid=,comm='], { encoding: 'utf8' })
+      const left = execFileSync('/bin/ps', ['-eo', 'uid=,stat=,ppid=,comm='], {
+        encoding: 'utf8',
+        maxBuffer: 1 << 28,
+      })
         .split('\n')
         .filter((l) => /^\s*620\d\d\s/.test(l) && !/^\s*\d+\s+Z/.test(l)); // zombies are dead, awaiting init
       expect(left).toEqual([]);

@@ -76,7 +76,7 @@ function bareDriver(): Promise<number> {
   });
 }
 
-const sandbox = new BwrapSandbox({ uidBase: 64000, uidCount: 4, log });
+const sandbox = new BwrapSandbox({ uidBase: 64000, uidCount: 4, instance: 'bench', log });
 await sandbox.init();
 async function full(i: number): Promise<number> {
   const started = performance.now();

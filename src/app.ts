@@ -2,9 +2,9 @@
  * buildApp(config): the whole runcell server as a Fastify instance, ready to listen (or to be
  * driven with app.inject() in tests). app.close() stops everything it started.
  */
-import { timingSafeEqual } from 'node:crypto';
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import cors from '@fastify/cors';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
@@ -45,7 +45,12 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
   const sandbox: Sandbox =
     config.sandbox === 'none'
       ? new NoneSandbox()
-      : new BwrapSandbox({ uidBase: config.sandboxUidBase, uidCount: config.maxKernels, log: app.log });
+      : new BwrapSandbox({
+          uidBase: config.sandboxUidBase,
+          uidCount: config.maxKernels,
+          instance: createHash('sha256').update(resolve(config.dataDir)).digest('hex').slice(0, 12),
+          log: app.log,
+        });
   const store = new SqliteStore(join(config.dataDir, 'runcell.db'));
   const queue = new MemoryQueue(config.maxConcurrentNotebooks);
   const bus = new MemoryEventBus();

@@ -38,6 +38,8 @@ const USR_LINKS = ['/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32'];
 export interface BwrapSandboxOptions {
   uidBase: number;
   uidCount: number;
+  /** Names this server's cgroups (see detectCgroups). */
+  instance: string;
   log: FastifyBaseLogger;
 }
 
@@ -50,11 +52,13 @@ export class BwrapSandbox implements Sandbox {
   readonly #live = new Set<SandboxProcess>();
   #cgroups: Cgroups | undefined;
   readonly #seccomp = seccompFilter();
+  readonly #instance: string;
   #closed: Promise<void> | undefined;
 
   constructor(options: BwrapSandboxOptions) {
     this.#log = options.log;
     this.#uids = new UidPool(options.uidBase, options.uidCount);
+    this.#instance = options.instance;
   }
 
   async init(): Promise<void> {
@@ -67,11 +71,13 @@ export class BwrapSandbox implements Sandbox {
     if (this.#asRoot && !existsSync(SETPRIV)) {
       throw new RuncellError('SANDBOX_UNAVAILABLE', `${SETPRIV} is missing (util-linux)`);
     }
-    const cgroups = detectCgroups();
+    const cgroups = detectCgroups(this.#instance);
     if (typeof cgroups === 'string') {
       this.#log.warn(`no cgroups (${cgroups}): kernel memory and process limits are NOT enforced`);
     } else {
       this.#cgroups = cgroups;
+      const swept = await cgroups.sweep();
+      if (swept > 0) this.#log.warn({ swept }, 'killed sandboxes left by a previous run');
     }
     // A real start proves namespaces work here (a container may forbid user namespaces).
     const probe = this.spawn({

@@ -3,7 +3,7 @@
  * only reliable way to kill a sandbox tree (a process-group kill does not reach inside a
  * `--new-session` sandbox, and daemonized children leave the group anyway).
  */
-import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -31,6 +31,11 @@ export interface Cgroup {
 export interface Cgroups {
   readonly version: 1 | 2;
   create(name: string, limits: CgroupLimits): Cgroup;
+  /**
+   * Kills and removes what a previous run of this server instance left (it was killed before it
+   * could clean up): no process of an old sandbox outlives a restart.
+   */
+  sweep(): Promise<number>;
 }
 
 const ROOT = '/sys/fs/cgroup';
@@ -79,13 +84,44 @@ function once(fn: () => Promise<void>): () => Promise<void> {
   return () => (done ??= fn());
 }
 
+/** The per-sandbox cgroups under `dirs` left by an earlier run: kill their members, remove them. */
+async function sweepChildren(dirs: string[]): Promise<number> {
+  let swept = 0;
+  for (const dir of dirs) {
+    let children: string[] = [];
+    try {
+      children = readdirSync(dir, { withFileTypes: true })
+        .filter((e) => e.isDirectory())
+        .map((e) => join(dir, e.name));
+    } catch {
+      continue; // never created
+    }
+    for (const child of children) {
+      await killMembers(join(child, 'cgroup.procs'));
+      await removeDir(child);
+      swept++;
+    }
+  }
+  return swept;
+}
+
 class CgroupsV1 implements Cgroups {
   readonly version = 1;
   readonly #hasCpu = existsSync(join(ROOT, 'cpu', 'cgroup.procs'));
+  readonly #instance: string;
+  constructor(instance: string) {
+    this.#instance = instance;
+  }
+  #dir(controller: string, name = ''): string {
+    return join(ROOT, controller, 'runcell', this.#instance, name);
+  }
+  sweep(): Promise<number> {
+    return sweepChildren(['pids', 'memory', ...(this.#hasCpu ? ['cpu'] : [])].map((c) => this.#dir(c)));
+  }
   create(name: string, limits: CgroupLimits): Cgroup {
-    const memory = join(ROOT, 'memory', 'runcell', name);
-    const pids = join(ROOT, 'pids', 'runcell', name);
-    const cpu = this.#hasCpu ? join(ROOT, 'cpu', 'runcell', name) : undefined;
+    const memory = this.#dir('memory', name);
+    const pids = this.#dir('pids', name);
+    const cpu = this.#hasCpu ? this.#dir('cpu', name) : undefined;
     mkdirSync(memory, { recursive: true });
     mkdirSync(pids, { recursive: true });
     if (cpu) {
@@ -130,17 +166,22 @@ class CgroupsV1 implements Cgroups {
 
 class CgroupsV2 implements Cgroups {
   readonly version = 2;
-  constructor() {
-    const base = join(ROOT, 'runcell');
+  readonly #base: string;
+  constructor(instance: string) {
+    const top = join(ROOT, 'runcell');
+    const base = join(top, instance);
+    this.#base = base;
     mkdirSync(base, { recursive: true });
     const controllers = readFileSync(join(ROOT, 'cgroup.controllers'), 'utf8').includes('cpu')
       ? '+memory +pids +cpu'
       : '+memory +pids';
-    writeFileSync(join(ROOT, 'cgroup.subtree_control'), controllers);
-    writeFileSync(join(base, 'cgroup.subtree_control'), controllers);
+    for (const dir of [ROOT, top, base]) writeFileSync(join(dir, 'cgroup.subtree_control'), controllers);
+  }
+  sweep(): Promise<number> {
+    return sweepChildren([this.#base]);
   }
   create(name: string, limits: CgroupLimits): Cgroup {
-    const dir = join(ROOT, 'runcell', name);
+    const dir = join(this.#base, name);
     mkdirSync(dir, { recursive: true });
     writeFileSync(join(dir, 'memory.max'), String(limits.memoryBytes));
     if (existsSync(join(dir, 'memory.swap.max'))) writeFileSync(join(dir, 'memory.swap.max'), '0');
@@ -170,18 +211,21 @@ class CgroupsV2 implements Cgroups {
   }
 }
 
-/** The cgroup hierarchy this host offers us, or the reason there is none. */
-export function detectCgroups(): Cgroups | string {
+/**
+ * The cgroup hierarchy this host offers us, or the reason there is none. `instance` keys this
+ * server (its data directory), so servers sharing a machine never sweep each other's sandboxes.
+ */
+export function detectCgroups(instance: string): Cgroups | string {
   if (process.getuid?.() !== 0) return 'not running as root';
   const controllers = join(ROOT, 'cgroup.controllers');
   if (existsSync(controllers)) {
     const have = readFileSync(controllers, 'utf8').split(/\s+/);
     if (!have.includes('memory') || !have.includes('pids'))
       return 'cgroup v2 lacks the memory or pids controller';
-    return new CgroupsV2();
+    return new CgroupsV2(instance);
   }
   if (existsSync(join(ROOT, 'memory', 'cgroup.procs')) && existsSync(join(ROOT, 'pids', 'cgroup.procs'))) {
-    return new CgroupsV1();
+    return new CgroupsV1(instance);
   }
   return 'no memory and pids cgroup hierarchy is mounted';
 }

@@ -10,7 +10,12 @@ import type { SandboxSpec } from '../../src/sandbox/sandbox.ts';
 import { collect, silentLog, tempDir } from '../helpers.ts';
 
 const asRoot = process.getuid?.() === 0;
-const sandbox = new BwrapSandbox({ uidBase: 62000, uidCount: 8, log: silentLog });
+const sandbox = new BwrapSandbox({
+  uidBase: 62000,
+  uidCount: 8,
+  instance: `test-${process.pid}`,
+  log: silentLog,
+});
 const workspace = join(tempDir(), 'ws');
 
 function python(code: string, overrides: Partial<SandboxSpec> = {}) {
@@ -276,5 +281,32 @@ time.sleep(300)
         .filter((l) => /^\s*620\d\d\s/.test(l) && !/^\s*\d+\s+Z/.test(l)); // zombies are dead, awaiting init
       expect(left).toEqual([]);
     }
+  });
+
+  it.runIf(asRoot)('a restarted server kills the sandboxes its previous run left behind', async () => {
+    const instance = `sweep-${process.pid}`;
+    const crashed = new BwrapSandbox({ uidBase: 62010, uidCount: 2, instance, log: silentLog });
+    await crashed.init();
+    const orphan = crashed.spawn({
+      owner: 'orphan',
+      argv: ['/bin/sh', '-c', 'setsid sleep 300 & echo up; sleep 300'],
+      env: {},
+      limits: {
+        memoryBytes: 64 << 20,
+        maxProcesses: 8,
+        tmpBytes: 1 << 20,
+        cpus: 1,
+        openFiles: 64,
+        fileBytes: 1 << 20,
+      },
+      network: false,
+    });
+    await new Promise((resolve) => orphan.stdout.once('data', resolve));
+    // The "crashed" server never calls kill(); the next one with the same instance sweeps.
+    const next = new BwrapSandbox({ uidBase: 62012, uidCount: 2, instance, log: silentLog });
+    await next.init();
+    const exit = await orphan.exited;
+    expect(exit.signal).toBe('SIGKILL');
+    await next.close();
   });
 });

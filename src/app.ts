@@ -24,6 +24,7 @@ import { MemoryQueue } from './queue/memory-queue.ts';
 import { BwrapSandbox } from './sandbox/bwrap-sandbox.ts';
 import { NoneSandbox } from './sandbox/none-sandbox.ts';
 import type { Sandbox } from './sandbox/sandbox.ts';
+import { sweepVolumes } from './sandbox/workspace-volume.ts';
 import { ensureWorkspaceRoot, resolveWorkspaceRoot } from './sandbox/workspace.ts';
 import { SqliteStore } from './store/sqlite-store.ts';
 
@@ -42,6 +43,10 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
   const workspaceRoot = resolveWorkspaceRoot(config.dataDir, config.workspaceDir);
   ensureWorkspaceRoot(workspaceRoot);
+  if (process.getuid?.() === 0) {
+    const stale = await sweepVolumes(workspaceRoot);
+    if (stale > 0) app.log.warn({ stale }, 'unmounted workspaces a previous run left mounted');
+  }
   const sandbox: Sandbox =
     config.sandbox === 'none'
       ? new NoneSandbox()

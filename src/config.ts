@@ -69,6 +69,12 @@ export const ConfigSchema = Type.Object({
   }),
   kernelMaxOpenFiles: Int(1024, 'Open files per kernel process (RLIMIT_NOFILE).', 16),
   kernelMaxFileMb: Int(1024, 'Largest file a kernel may write, MiB (RLIMIT_FSIZE).', 1),
+  workspaceMb: Int(
+    1024,
+    "Size of each notebook's workspace, MiB: its own filesystem (needs root; 0 for a plain directory).",
+    0,
+  ),
+  workspaceInodes: Int(65536, "Files and directories each notebook's workspace may hold.", 64),
   kernelTmpMb: Int(64, 'Size of the private /tmp and /dev/shm of each kernel, MiB.', 1),
   maxKernels: Int(64, 'Live kernels per machine; the least recently used idle one is stopped beyond it.', 1),
   maxConcurrentNotebooks: Int(8, 'Notebooks whose cells run at the same time.', 1),

@@ -86,6 +86,10 @@ export class KernelManager {
     const starting = Kernel.start(this.#sandbox, this.#drivers[language], {
       notebookId,
       workspace: join(config.workspaceDir, notebookId),
+      workspaceQuota:
+        config.workspaceMb > 0
+          ? { bytes: config.workspaceMb * 1048576, inodes: config.workspaceInodes }
+          : undefined,
       limits: {
         memoryBytes: config.kernelMemoryMb * 1048576,
         maxProcesses: config.kernelMaxProcesses,

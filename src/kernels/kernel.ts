@@ -37,6 +37,7 @@ export interface ExecOptions {
 export interface KernelOptions {
   notebookId: string;
   workspace: string;
+  workspaceQuota?: { bytes: number; inodes: number };
   limits: SandboxLimits;
   network: boolean;
   log: FastifyBaseLogger;
@@ -67,7 +68,7 @@ export class Kernel {
   #deathReason: string | undefined;
   #ready!: { resolve: () => void; reject: (err: Error) => void };
 
-  private constructor(sandbox: Sandbox, driver: KernelDriver, options: KernelOptions) {
+  private constructor(proc: SandboxProcess, driver: KernelDriver, options: KernelOptions) {
     this.notebookId = options.notebookId;
     this.language = driver.language;
     this.#limits = options.limits;
@@ -76,14 +77,7 @@ export class Kernel {
       notebookId: options.notebookId,
       language: driver.language,
     });
-    this.#proc = sandbox.spawn({
-      owner: `notebook:${options.notebookId}`,
-      argv: driver.argv({ memoryBytes: options.limits.memoryBytes }),
-      workspace: options.workspace,
-      env: { ...KERNEL_ENV },
-      limits: options.limits,
-      network: options.network,
-    });
+    this.#proc = proc;
     this.#proc.events.on('data', (chunk: Buffer) => this.#onEventData(chunk));
     this.#proc.stdout.on('data', (chunk: Buffer) => this.#onRawOutput('stdout', chunk));
     this.#proc.stderr.on('data', (chunk: Buffer) => this.#onRawOutput('stderr', chunk));
@@ -92,7 +86,16 @@ export class Kernel {
 
   /** Starts a kernel and resolves once it can run cells. */
   static async start(sandbox: Sandbox, driver: KernelDriver, options: KernelOptions): Promise<Kernel> {
-    const kernel = new Kernel(sandbox, driver, options);
+    const proc = await sandbox.spawn({
+      owner: `notebook:${options.notebookId}`,
+      argv: driver.argv({ memoryBytes: options.limits.memoryBytes }),
+      workspace: options.workspace,
+      workspaceQuota: options.workspaceQuota,
+      env: { ...KERNEL_ENV },
+      limits: options.limits,
+      network: options.network,
+    });
+    const kernel = new Kernel(proc, driver, options);
     const started = Date.now();
     const ready = new Promise<void>((resolve, reject) => (kernel.#ready = { resolve, reject }));
     const timer = setTimeout(() => {

@@ -9,7 +9,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { closeSync, constants, existsSync, lstatSync, openSync } from 'node:fs';
+import { closeSync, constants, existsSync, lstatSync, mkdirSync, openSync } from 'node:fs';
 import type { Readable, Writable } from 'node:stream';
 import type { FastifyBaseLogger } from 'fastify';
 import { RuncellError } from '../errors.ts';
@@ -17,6 +17,7 @@ import { detectCgroups, type Cgroup, type Cgroups } from './cgroups.ts';
 import type { Sandbox, SandboxExit, SandboxLimits, SandboxProcess, SandboxSpec } from './sandbox.ts';
 import { seccompFilter } from './seccomp.ts';
 import { UidPool } from './uid-pool.ts';
+import { WorkspaceVolumes } from './workspace-volume.ts';
 import { prepareWorkspace } from './workspace.ts';
 
 const BWRAP = '/usr/bin/bwrap';
@@ -53,6 +54,7 @@ export class BwrapSandbox implements Sandbox {
   #cgroups: Cgroups | undefined;
   readonly #seccomp = seccompFilter();
   readonly #instance: string;
+  readonly #volumes = new WorkspaceVolumes();
   #closed: Promise<void> | undefined;
 
   constructor(options: BwrapSandboxOptions) {
@@ -80,7 +82,7 @@ export class BwrapSandbox implements Sandbox {
       if (swept > 0) this.#log.warn({ swept }, 'killed sandboxes left by a previous run');
     }
     // A real start proves namespaces work here (a container may forbid user namespaces).
-    const probe = this.spawn({
+    const probe = await this.spawn({
       owner: 'runcell-probe',
       argv: ['/usr/bin/true'],
       env: {},
@@ -105,14 +107,27 @@ export class BwrapSandbox implements Sandbox {
     }
   }
 
-  spawn(spec: SandboxSpec): SandboxProcess {
+  async spawn(spec: SandboxSpec): Promise<SandboxProcess> {
     if (this.#closed) throw new RuncellError('SHUTTING_DOWN');
     const uid = this.#asRoot ? this.#uids.acquire(spec.owner) : process.getuid!();
     if (uid === undefined) throw new RuncellError('SANDBOX_UNAVAILABLE', 'no free sandbox uid');
     let cgroup: Cgroup | undefined;
     let workspaceFd: number | undefined;
+    // Only root can mount: otherwise the workspace is a plain directory, without a quota.
+    const volume =
+      this.#asRoot && spec.workspace !== undefined && spec.workspaceQuota ? spec.workspace : undefined;
+    let attached = false;
+    const release = async () => {
+      if (attached) await this.#volumes.detach(volume!);
+      if (this.#asRoot) this.#uids.release(spec.owner);
+    };
     try {
       if (spec.workspace !== undefined) {
+        mkdirSync(spec.workspace, { recursive: true, mode: 0o700 });
+        if (volume) {
+          await this.#volumes.attach(volume, spec.workspaceQuota!);
+          attached = true;
+        }
         prepareWorkspace(spec.workspace, this.#asRoot ? uid : undefined);
         workspaceFd = openSync(
           spec.workspace,
@@ -136,15 +151,15 @@ export class BwrapSandbox implements Sandbox {
       });
       // About 1 KiB: fits the pipe buffer, so this never blocks; EPIPE if bwrap died first.
       (child.stdio as unknown as Writable[])[SECCOMP_FD]!.on('error', () => {}).end(this.#seccomp);
-      const proc = new BwrapProcess(child, cgroup, () => {
-        if (this.#asRoot) this.#uids.release(spec.owner);
+      const proc = new BwrapProcess(child, cgroup, async () => {
         this.#live.delete(proc);
+        await release();
       });
       this.#live.add(proc);
       return proc;
     } catch (err) {
-      void cgroup?.destroy();
-      if (this.#asRoot) this.#uids.release(spec.owner);
+      await cgroup?.destroy().catch(() => {});
+      await release();
       throw err;
     } finally {
       if (workspaceFd !== undefined) closeSync(workspaceFd);
@@ -223,7 +238,7 @@ class BwrapProcess implements SandboxProcess {
   readonly #cgroup: Cgroup | undefined;
   #killed = false;
 
-  constructor(child: ChildProcess, cgroup: Cgroup | undefined, release: () => void) {
+  constructor(child: ChildProcess, cgroup: Cgroup | undefined, release: () => Promise<void>) {
     this.#child = child;
     this.#cgroup = cgroup;
     this.stdout = child.stdio[1] as Readable;
@@ -237,7 +252,7 @@ class BwrapProcess implements SandboxProcess {
         const oom = cgroup?.oomKilled() ?? false;
         // The tree is gone only when the cgroup is empty: that is when the uid may be reused.
         await cgroup?.destroy().catch(() => {});
-        release();
+        await release().catch(() => {});
         resolve({ code, signal, reason: oom ? 'memory' : this.#killed ? 'killed' : 'exited' });
       };
       child.once('error', () => void finish(null, null));

@@ -15,7 +15,7 @@ export class NoneSandbox implements Sandbox {
 
   async init(): Promise<void> {}
 
-  spawn(spec: SandboxSpec): SandboxProcess {
+  async spawn(spec: SandboxSpec): Promise<SandboxProcess> {
     if (spec.workspace !== undefined) prepareWorkspace(spec.workspace, undefined);
     const child = spawn(spec.argv[0]!, spec.argv.slice(1), {
       cwd: spec.workspace ?? '/',

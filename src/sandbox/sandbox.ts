@@ -29,6 +29,8 @@ export interface SandboxSpec {
   owner: string;
   /** Host directory bound read-write at /workspace, the working directory (else `/`). */
   workspace?: string;
+  /** Bytes and inodes of the workspace (its own filesystem); none when absent. */
+  workspaceQuota?: { bytes: number; inodes: number };
   /** The complete environment of the command; nothing of the server's leaks in. */
   env: Record<string, string>;
   limits: SandboxLimits;
@@ -64,7 +66,7 @@ export interface Sandbox {
   readonly isolated: boolean;
   /** Checks the backend can start processes here; throws SANDBOX_UNAVAILABLE with the reason. */
   init(): Promise<void>;
-  spawn(spec: SandboxSpec): SandboxProcess;
+  spawn(spec: SandboxSpec): Promise<SandboxProcess>;
   /** Kills every process still running. Idempotent. */
   close(): Promise<void>;
 }

@@ -42,7 +42,9 @@ afterAll(() => sandbox.close());
 
 describe('BwrapSandbox', () => {
   it('runs the command in the workspace with only the given environment', async () => {
-    const r = await collect(python('import os, json; print(json.dumps([os.getcwd(), dict(os.environ)]))'));
+    const r = await collect(
+      await python('import os, json; print(json.dumps([os.getcwd(), dict(os.environ)]))'),
+    );
     expect(r.code).toBe(0);
     const [cwd, env] = JSON.parse(r.stdout);
     expect(cwd).toBe('/workspace');
@@ -51,13 +53,13 @@ describe('BwrapSandbox', () => {
   });
 
   it("leaks no environment through bwrap's own pid 1", async () => {
-    const r = await collect(python("print(repr(open('/proc/1/environ','rb').read()))"));
+    const r = await collect(await python("print(repr(open('/proc/1/environ','rb').read()))"));
     expect(r.stdout.trim()).toBe("b''");
   });
 
   it.runIf(asRoot)('never runs as host root, and cannot read host secrets', async () => {
     const r = await collect(
-      python(`
+      await python(`
 import os
 print(os.getuid())
 for p in ['/etc/shadow', '/root', '/etc/passwd', '/home']:
@@ -77,18 +79,20 @@ print(open('/proc/self/status').read().split('CapEff:')[1].split()[0])
   });
 
   it("cannot see the server's files or the data directory", async () => {
-    const r = await collect(python("import os; print(sorted(os.listdir('/')))"));
+    const r = await collect(await python("import os; print(sorted(os.listdir('/')))"));
     const root = JSON.parse(r.stdout.replaceAll("'", '"'));
     for (const hidden of ['root', 'home', 'work', 'var', 'opt', 'srv', 'mnt'])
       expect(root).not.toContain(hidden);
     expect(existsSync(process.cwd())).toBe(true);
-    const r2 = await collect(python(`import os; print(os.path.exists(${JSON.stringify(process.cwd())}))`));
+    const r2 = await collect(
+      await python(`import os; print(os.path.exists(${JSON.stringify(process.cwd())}))`),
+    );
     expect(r2.stdout.trim()).toBe('False');
   });
 
   it('has no network', async () => {
     const r = await collect(
-      python(`
+      await python(`
 import socket
 print(sorted(i[1] for i in socket.if_nameindex()))
 try:
@@ -103,7 +107,7 @@ except OSError as e: print('refused', e.errno)
 
   it('writes only to the workspace and a private /tmp', async () => {
     const r = await collect(
-      python(`
+      await python(`
 import os
 open('/workspace/out.txt', 'w').write('kept')
 open('/tmp/x', 'w').write('x')
@@ -119,9 +123,9 @@ for p in ['/usr/evil', '/etc/evil', '/evil']:
   it('does not follow a planted symlink when handing the workspace over', async () => {
     const outside = join(tempDir(), 'host-file');
     writeFileSync(outside, 'host');
-    await collect(python(`import os; os.symlink(${JSON.stringify(outside)}, '/workspace/link')`));
+    await collect(await python(`import os; os.symlink(${JSON.stringify(outside)}, '/workspace/link')`));
     // The next sandbox gets the workspace chowned to its uid; the link target must stay untouched.
-    const r = await collect(python('print(open("/workspace/out.txt").read())'));
+    const r = await collect(await python('print(open("/workspace/out.txt").read())'));
     expect(r.stdout.trim()).toBe('kept');
     const { statSync } = await import('node:fs');
     expect(statSync(outside).uid).toBe(process.getuid!());
@@ -129,7 +133,7 @@ for p in ['/usr/evil', '/etc/evil', '/evil']:
 
   it.runIf(asRoot)('kills the tree at the memory limit and says so', async () => {
     const r = await collect(
-      python("x = bytearray(400 << 20); x[::4096] = b'x' * len(x[::4096]); print('survived')"),
+      await python("x = bytearray(400 << 20); x[::4096] = b'x' * len(x[::4096]); print('survived')"),
     );
     expect(r.stdout).not.toContain('survived');
     expect(r.reason).toBe('memory');
@@ -137,7 +141,7 @@ for p in ['/usr/evil', '/etc/evil', '/evil']:
 
   it.runIf(asRoot)('limits the number of processes', async () => {
     const r = await collect(
-      python(
+      await python(
         `
 import os, time
 n = 0
@@ -168,7 +172,7 @@ except OSError as e:
 
   it('caps open files, file size and core dumps, and the sandbox cannot raise them', async () => {
     const r = await collect(
-      python(`
+      await python(`
 import resource
 for name in ['RLIMIT_NOFILE', 'RLIMIT_FSIZE', 'RLIMIT_CORE']:
     print(name, resource.getrlimit(getattr(resource, name)))
@@ -194,7 +198,7 @@ except OSError as e: print('fsize', e.errno)
     // Two busy threads in separate processes for 1 s of wall time: with a 0.5-core quota they
     // get about 0.5 s of CPU between them, not 2 s.
     const r = await collect(
-      python(
+      await python(
         `
 import os, time, resource
 pids = []
@@ -228,14 +232,18 @@ print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime)
   it.runIf(asRoot)('gives one owner one host uid, and different owners different uids', async () => {
     const { execFileSync } = await import('node:child_process');
     const workspaces: Record<string, string> = { a: join(tempDir(), 'a'), b: join(tempDir(), 'b') };
-    const start = (owner: string, marker: string) => {
-      const proc = python(`import time; print('up', flush=True); time.sleep(30)  # ${marker}`, {
+    const start = async (owner: string, marker: string) => {
+      const proc = await python(`import time; print('up', flush=True); time.sleep(30)  # ${marker}`, {
         owner,
         workspace: workspaces[owner],
       });
       return { proc, up: new Promise((resolve) => proc.stdout.once('data', resolve)) };
     };
-    const procs = [start('a', 'marker-a1'), start('a', 'marker-a2'), start('b', 'marker-b')];
+    const procs = await Promise.all([
+      start('a', 'marker-a1'),
+      start('a', 'marker-a2'),
+      start('b', 'marker-b'),
+    ]);
     let table: string[];
     try {
       await Promise.all(procs.map((p) => p.up));
@@ -261,7 +269,7 @@ print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime)
   });
 
   it('kill() ends daemonized grandchildren too', async () => {
-    const proc = python(`
+    const proc = await python(`
 import os, subprocess, time
 subprocess.Popen(['/bin/sh', '-c', 'setsid sleep 300 & sleep 300'], start_new_session=True)
 print('started', flush=True)
@@ -287,7 +295,7 @@ time.sleep(300)
     const instance = `sweep-${process.pid}`;
     const crashed = new BwrapSandbox({ uidBase: 62010, uidCount: 2, instance, log: silentLog });
     await crashed.init();
-    const orphan = crashed.spawn({
+    const orphan = await crashed.spawn({
       owner: 'orphan',
       argv: ['/bin/sh', '-c', 'setsid sleep 300 & echo up; sleep 300'],
       env: {},
@@ -308,5 +316,38 @@ time.sleep(300)
     const exit = await orphan.exited;
     expect(exit.signal).toBe('SIGKILL');
     await next.close();
+  });
+
+  it.runIf(asRoot)('gives each workspace its own filesystem: bytes and inodes run out there', async () => {
+    const dir = join(tempDir(), 'quota');
+    const workspaceQuota = { bytes: 16 << 20, inodes: 256 };
+    const r = await collect(
+      await python(
+        `
+import os
+try:
+    with open('/workspace/fill', 'wb') as f:
+        for _ in range(64): f.write(b'x' * (1 << 20))
+    print('filled')
+except OSError as e: print('bytes', e.errno)
+os.remove('/workspace/fill')
+try:
+    for i in range(1000): open(f'/workspace/f{i}', 'w').close()
+    print('created')
+except OSError as e: print('inodes', e.errno)
+for name in os.listdir('/workspace'): os.remove('/workspace/' + name)
+open('/workspace/kept.txt', 'w').write('kept')
+`,
+        { workspace: dir, workspaceQuota },
+      ),
+    );
+    expect(r.stdout.trim().split('\n')).toEqual(['bytes 28', 'inodes 28']);
+    // Unmounted once the sandbox is gone; the next one finds the same files.
+    const { statSync } = await import('node:fs');
+    expect(statSync(dir).dev).toBe(statSync(join(dir, '..')).dev);
+    const again = await collect(
+      await python("print(open('/workspace/kept.txt').read())", { workspace: dir, workspaceQuota }),
+    );
+    expect(again.stdout.trim()).toBe('kept');
   });
 });

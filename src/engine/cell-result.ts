@@ -1,13 +1,19 @@
 /** Turns what a kernel did with a cell into the recorded result (Pennant's type and text). */
 import type { ExecResult } from '../kernels/kernel.ts';
+import { truncateUtf8, type OutputBuffer } from '../kernels/output-buffer.ts';
 import type { CellResult, JupyterOutput } from '../store/store.ts';
 import type { Language } from './languages.ts';
 
 const joinLines = (lines: string[]) => lines.map((l) => (l.endsWith('\n') ? l : l + '\n')).join('');
 
 function withLine(text: string, line: string): string {
-  if (text === '') return line;
+  if (text === '' || line === '') return text + line;
   return (text.endsWith('\n') ? text : text + '\n') + line;
+}
+
+/** The cell's output, then its value or error (from the same byte budget), then the marker. */
+function finalText(output: OutputBuffer, tail: string): string {
+  return withLine(withLine(output.text, tail), output.marker);
 }
 
 export interface CellContext {
@@ -21,47 +27,51 @@ export interface CellContext {
 export function toCellResult(exec: ExecResult, ctx: CellContext): CellResult {
   const { outcome, output } = exec;
   const outputs: JupyterOutput[] = output.outputs;
-  const base = {
+  const result = (type: CellResult['type'], text: string, contextLost: boolean): CellResult => ({
     cellId: ctx.cellId,
     language: ctx.language,
+    type,
+    output: text,
     executed: true,
+    outputs,
     droppedBytes: output.droppedBytes,
     timedOut: exec.timedOut,
+    contextLost,
     startedAt: ctx.startedAt,
     durationMs: Math.round(exec.durationMs * 1000) / 1000,
-  };
+  });
   switch (outcome.status) {
     case 'ok': {
-      let text = output.text;
-      if (outcome.value !== null) {
-        text = withLine(text, outcome.value);
-        outputs.push({ output_type: 'execute_result', data: { 'text/plain': outcome.value }, metadata: {} });
-      }
-      return { ...base, type: 'output', output: text, outputs, contextLost: ctx.contextLost };
+      if (outcome.value === null) return result('output', finalText(output, ''), ctx.contextLost);
+      const value = output.fit(outcome.value);
+      outputs.push({ output_type: 'execute_result', data: { 'text/plain': value }, metadata: {} });
+      return result('output', finalText(output, value), ctx.contextLost);
     }
     case 'error': {
-      let text = withLine(
-        output.text,
-        joinLines(outcome.traceback) || `${outcome.ename}: ${outcome.evalue}\n`,
-      );
+      const full = joinLines(outcome.traceback) || `${outcome.ename}: ${outcome.evalue}\n`;
+      const traceback = output.fit(full);
+      let text = finalText(output, traceback);
       if (exec.timedOut) {
         text += `[runcell] the cell timed out after ${ctx.timeoutSeconds} s and was interrupted; the context was kept\n`;
       }
       outputs.push({
         output_type: 'error',
-        ename: outcome.ename,
-        evalue: outcome.evalue,
-        traceback: outcome.traceback,
+        ename: truncateUtf8(outcome.ename, 256),
+        evalue: truncateUtf8(outcome.evalue, Buffer.byteLength(traceback)),
+        traceback: traceback === full ? outcome.traceback : [traceback],
       });
-      return { ...base, type: 'error', output: text, outputs, contextLost: ctx.contextLost };
+      return result('error', text, ctx.contextLost);
     }
     case 'dead': {
       const why = exec.timedOut
         ? `the cell timed out after ${ctx.timeoutSeconds} s and did not stop when interrupted, so its kernel was killed`
         : outcome.why;
-      const text = withLine(output.text, `[runcell] ${why}; the notebook's context was reset\n`);
       outputs.push({ output_type: 'error', ename: 'KernelDied', evalue: why, traceback: [] });
-      return { ...base, type: 'critical', output: text, outputs, contextLost: true };
+      return result(
+        'critical',
+        withLine(finalText(output, ''), `[runcell] ${why}; the notebook's context was reset\n`),
+        true,
+      );
     }
   }
 }

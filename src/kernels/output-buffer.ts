@@ -3,8 +3,9 @@ import type { JupyterOutput } from '../store/store.ts';
 type StreamName = 'stdout' | 'stderr';
 
 /**
- * A cell's stdout and stderr in the order written, capped at `maxBytes` (UTF-8) however much
- * the cell prints: the excess is counted and dropped, so the server's memory stays bounded.
+ * A cell's stdout and stderr in the order written, then its value or traceback, all from one
+ * budget of `maxBytes` (UTF-8) however much the cell prints: the excess is counted and dropped,
+ * so the server's memory and the stored result stay bounded.
  */
 export class OutputBuffer {
   readonly #maxBytes: number;
@@ -17,26 +18,22 @@ export class OutputBuffer {
   }
 
   append(name: StreamName, text: string): void {
+    text = this.fit(text);
     if (text.length === 0) return;
-    const room = this.#maxBytes - this.#bytes;
-    let size = Buffer.byteLength(text);
-    if (size > room) {
-      const kept =
-        room > 0
-          ? Buffer.from(text)
-              .subarray(0, room)
-              .toString('utf8')
-              .replace(/\uFFFD$/, '')
-          : '';
-      this.#dropped += size - Buffer.byteLength(kept);
-      text = kept;
-      size = Buffer.byteLength(kept);
-      if (size === 0) return;
-    }
-    this.#bytes += size;
     const last = this.#streams.at(-1);
     if (last?.name === name) last.text += text;
     else this.#streams.push({ name, text });
+  }
+
+  /** Takes `text` out of the budget: returns what fits and counts the rest as dropped. */
+  fit(text: string): string {
+    const size = Buffer.byteLength(text);
+    const room = Math.max(0, this.#maxBytes - this.#bytes);
+    const kept = size <= room ? text : truncateUtf8(text, room);
+    const keptSize = kept === text ? size : Buffer.byteLength(kept);
+    this.#bytes += keptSize;
+    this.#dropped += size - keptSize;
+    return kept;
   }
 
   /** Bytes dropped by the driver (its own cap) count as dropped here too. */
@@ -48,15 +45,27 @@ export class OutputBuffer {
     return this.#dropped;
   }
 
-  /** stdout and stderr interleaved, with a visible marker where output was dropped. */
+  /** stdout and stderr interleaved. */
   get text(): string {
-    const text = this.#streams.map((s) => s.text).join('');
-    if (this.#dropped === 0) return text;
-    const sep = text === '' || text.endsWith('\n') ? '' : '\n';
-    return `${text}${sep}[output truncated: ${this.#dropped} bytes dropped, limit ${this.#maxBytes} bytes]\n`;
+    return this.#streams.map((s) => s.text).join('');
+  }
+
+  /** The line that says output was dropped, or '' when nothing was. */
+  get marker(): string {
+    if (this.#dropped === 0) return '';
+    return `[output truncated: ${this.#dropped} bytes dropped, limit ${this.#maxBytes} bytes]\n`;
   }
 
   get outputs(): JupyterOutput[] {
     return this.#streams.map((s) => ({ output_type: 'stream', name: s.name, text: s.text }));
   }
+}
+
+/** At most `bytes` of UTF-8, never ending inside a character. */
+export function truncateUtf8(text: string, bytes: number): string {
+  if (Buffer.byteLength(text) <= bytes) return text;
+  return Buffer.from(text)
+    .subarray(0, bytes)
+    .toString('utf8')
+    .replace(/\uFFFD$/, '');
 }

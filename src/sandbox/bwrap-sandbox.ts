@@ -128,7 +128,7 @@ export class BwrapSandbox implements Sandbox {
           await this.#volumes.attach(volume, spec.workspaceQuota!);
           attached = true;
         }
-        prepareWorkspace(spec.workspace, this.#asRoot ? uid : undefined);
+        await prepareWorkspace(spec.workspace, this.#asRoot ? uid : undefined);
         workspaceFd = openSync(
           spec.workspace,
           constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW,

@@ -16,7 +16,7 @@ export class NoneSandbox implements Sandbox {
   async init(): Promise<void> {}
 
   async spawn(spec: SandboxSpec): Promise<SandboxProcess> {
-    if (spec.workspace !== undefined) prepareWorkspace(spec.workspace, undefined);
+    if (spec.workspace !== undefined) await prepareWorkspace(spec.workspace, undefined);
     const child = spawn(spec.argv[0]!, spec.argv.slice(1), {
       cwd: spec.workspace ?? '/',
       env: spec.env,

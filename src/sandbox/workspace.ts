@@ -1,28 +1,26 @@
 import { createHash } from 'node:crypto';
-import { chmodSync, chownSync, lchownSync, lstatSync, mkdirSync, readdirSync, statSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { chmodSync, lstatSync, mkdirSync, statSync } from 'node:fs';
+import { promisify } from 'node:util';
 import { dirname, join, resolve } from 'node:path';
 
+const run = promisify(execFile);
+
 /**
- * Creates a notebook's workspace and gives it to `uid`. Files a previous kernel (another pool
- * uid) left are handed over too. lchown never follows a symlink the code may have planted, so
- * the server cannot be tricked into chowning a host file.
+ * Creates a notebook's workspace and gives it to `uid`, with the files a previous kernel (another
+ * pool uid) left. coreutils' chown -R -P never follows a symlink the code planted (so the server
+ * cannot be tricked into chowning a host file), never opens FIFOs or devices, and walks trees
+ * deeper than PATH_MAX. It runs only when the owner changes: then no process of the notebook is
+ * alive to race it, and no other notebook can reach this directory.
  */
-export function prepareWorkspace(dir: string, uid: number | undefined): void {
+export async function prepareWorkspace(dir: string, uid: number | undefined): Promise<void> {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   if (uid === undefined) return;
   const stat = lstatSync(dir);
   if (!stat.isDirectory()) throw new Error(`workspace ${dir} is not a directory`);
   if (stat.uid === uid) return;
-  chownTree(dir, uid);
-  chownSync(dir, uid, uid);
-}
-
-function chownTree(dir: string, uid: number): void {
-  for (const entry of readdirSync(dir, { withFileTypes: true })) {
-    const path = join(dir, entry.name);
-    lchownSync(path, uid, uid);
-    if (entry.isDirectory()) chownTree(path, uid);
-  }
+  await run('/usr/bin/chown', ['-R', '-P', '-h', `${uid}:${uid}`, dir]);
+  chmodSync(dir, 0o700);
 }
 
 /**

@@ -9,7 +9,13 @@ import type { Language } from '../engine/languages.ts';
 import type { Sandbox, SandboxExit, SandboxLimits, SandboxProcess } from '../sandbox/sandbox.ts';
 import { KERNEL_ENV, type KernelDriver } from './kernel-driver.ts';
 import { OutputBuffer } from './output-buffer.ts';
-import { encodeFrame, FrameDecoder, type KernelEvent, type KernelRequest } from './protocol.ts';
+import {
+  encodeFrame,
+  FrameDecoder,
+  isKernelEvent,
+  type KernelEvent,
+  type KernelRequest,
+} from './protocol.ts';
 
 export type KernelState = 'starting' | 'idle' | 'busy' | 'dead';
 
@@ -45,6 +51,7 @@ export interface KernelOptions {
 }
 
 const DIAGNOSTIC_TAIL_BYTES = 4096;
+const CHANNEL_CLOSED_GRACE_MS = 250;
 
 interface RunningCell {
   id: number;
@@ -79,6 +86,13 @@ export class Kernel {
     });
     this.#proc = proc;
     this.#proc.events.on('data', (chunk: Buffer) => this.#onEventData(chunk));
+    // Without its event channel a kernel can never report again: unless it is exiting anyway
+    // (then its exit status is the better reason), replace it.
+    this.#proc.events.on('end', () => {
+      setTimeout(() => {
+        if (this.#state !== 'dead') void this.kill('the kernel closed its protocol channel');
+      }, CHANNEL_CLOSED_GRACE_MS).unref();
+    });
     this.#proc.stdout.on('data', (chunk: Buffer) => this.#onRawOutput('stdout', chunk));
     this.#proc.stderr.on('data', (chunk: Buffer) => this.#onRawOutput('stderr', chunk));
     void this.#proc.exited.then((exit) => this.#onExit(exit));
@@ -173,7 +187,13 @@ export class Kernel {
       void this.kill(`the kernel broke its protocol channel (${(err as Error).message})`);
       return;
     }
-    for (const event of events) this.#onEvent(event as KernelEvent);
+    for (const event of events) {
+      if (!isKernelEvent(event)) {
+        void this.kill('the kernel sent a malformed message on its protocol channel');
+        return;
+      }
+      this.#onEvent(event);
+    }
   }
 
   #onEvent(event: KernelEvent): void {
@@ -185,7 +205,7 @@ export class Kernel {
         }
         return;
       case 'stream':
-        if (this.#running?.id === event.id && typeof event.text === 'string') {
+        if (this.#running?.id === event.id) {
           this.#running.output.append(event.name === 'stderr' ? 'stderr' : 'stdout', event.text);
         }
         return;
@@ -197,12 +217,12 @@ export class Kernel {
         if (event.dropped) running.output.addDropped(event.dropped);
         running.resolve(
           event.status === 'ok'
-            ? { status: 'ok', value: typeof event.value === 'string' ? event.value : null }
+            ? { status: 'ok', value: event.value }
             : {
                 status: 'error',
-                ename: String(event.ename),
-                evalue: String(event.evalue),
-                traceback: Array.isArray(event.traceback) ? event.traceback.map(String) : [],
+                ename: event.ename,
+                evalue: event.evalue,
+                traceback: event.traceback,
                 interrupted: event.interrupted === true,
               },
         );

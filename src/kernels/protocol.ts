@@ -96,3 +96,35 @@ export class FrameDecoder {
     return frame;
   }
 }
+
+const isObject = (x: unknown): x is Record<string, unknown> =>
+  typeof x === 'object' && x !== null && !Array.isArray(x);
+const isId = (x: unknown): x is number => Number.isSafeInteger(x);
+const isCount = (x: unknown) => x === undefined || (Number.isSafeInteger(x) && (x as number) >= 0);
+const isStrings = (x: unknown) => Array.isArray(x) && x.every((s) => typeof s === 'string');
+
+/**
+ * Whether a decoded frame is a well-formed event. The channel is writable by the cell's code,
+ * so nothing from it is trusted: a frame of any other shape means a broken or hostile kernel.
+ */
+export function isKernelEvent(x: unknown): x is KernelEvent {
+  if (!isObject(x)) return false;
+  switch (x.type) {
+    case 'ready':
+      return typeof x.language === 'string' && typeof x.version === 'string';
+    case 'stream':
+      return isId(x.id) && (x.name === 'stdout' || x.name === 'stderr') && typeof x.text === 'string';
+    case 'result':
+      if (!isId(x.id) || !isCount(x.dropped)) return false;
+      if (x.status === 'ok') return x.value === null || typeof x.value === 'string';
+      return (
+        x.status === 'error' &&
+        typeof x.ename === 'string' &&
+        typeof x.evalue === 'string' &&
+        isStrings(x.traceback) &&
+        (x.interrupted === undefined || typeof x.interrupted === 'boolean')
+      );
+    default:
+      return false;
+  }
+}

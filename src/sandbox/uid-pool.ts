@@ -9,7 +9,7 @@ export class UidPool {
   readonly #held = new Map<string, { uid: number; count: number }>();
 
   constructor(base: number, size: number) {
-    this.#free = Array.from({ length: size }, (_, i) => base + size - 1 - i);
+    this.#free = Array.from({ length: size }, (_, i) => base + i);
   }
 
   get available(): number {
@@ -23,7 +23,8 @@ export class UidPool {
       held.count++;
       return held.uid;
     }
-    const uid = this.#free.pop();
+    // The uid released longest ago: a just-freed uid is not handed straight to another notebook.
+    const uid = this.#free.shift();
     if (uid !== undefined) this.#held.set(owner, { uid, count: 1 });
     return uid;
   }

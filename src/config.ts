@@ -54,6 +54,11 @@ export const ConfigSchema = Type.Object({
   nodePath: Type.String({ default: '/usr/bin/node', description: 'Node.js binary for JavaScript kernels.' }),
   cellTimeoutSeconds: Int(30, 'Timeout of a cell whose submission gives none.', 1),
   maxCellTimeoutSeconds: Int(300, 'Upper bound for the timeout a submission may ask for.', 1),
+  cellCpuSeconds: Int(
+    0,
+    "CPU time a cell's processes may use together before it is interrupted; 0: as many seconds as its timeout.",
+    0,
+  ),
   interruptGraceMs: Int(
     2000,
     'How long an interrupted cell may take to stop before its kernel is killed.',

@@ -49,7 +49,11 @@ const ResultSchema = Type.Object(
     outputs: Type.Array(Type.Object({}, { additionalProperties: true }), {
       description: 'Jupyter-shaped outputs (nbformat v4 stream, execute_result, error)',
     }),
-    timedOut: Type.Boolean(),
+    timedOut: Type.Boolean({ description: 'The cell ran past its wall-clock timeout' }),
+    limit: Type.Union([Type.Literal('timeout'), Type.Literal('cpu-time'), Type.Null()], {
+      description: 'The limit that stopped the cell, if one did',
+    }),
+    cpuMs: Type.Optional(Type.Number({ description: "CPU time of the kernel's processes during the cell" })),
     contextLost: Type.Boolean({ description: 'The notebook variables were lost before or during this cell' }),
     droppedBytes: Type.Integer({ description: 'Output bytes dropped past the output limit' }),
     durationMs: Type.Number(),

@@ -16,11 +16,17 @@ function finalText(output: OutputBuffer, tail: string): string {
   return withLine(withLine(output.text, tail), output.marker);
 }
 
+const limitText = (limit: 'timeout' | 'cpu-time', ctx: CellContext) =>
+  limit === 'timeout'
+    ? `the cell timed out after ${ctx.timeoutSeconds} s`
+    : `the cell used more than ${ctx.cpuSeconds} s of CPU time`;
+
 export interface CellContext {
   cellId: string;
   language: Language;
   startedAt: string;
   timeoutSeconds: number;
+  cpuSeconds: number;
   contextLost: boolean;
 }
 
@@ -35,7 +41,9 @@ export function toCellResult(exec: ExecResult, ctx: CellContext): CellResult {
     executed: true,
     outputs,
     droppedBytes: output.droppedBytes,
-    timedOut: exec.timedOut,
+    timedOut: exec.limit === 'timeout',
+    limit: exec.limit ?? null,
+    ...(exec.cpuMs === undefined ? {} : { cpuMs: Math.round(exec.cpuMs * 1000) / 1000 }),
     contextLost,
     startedAt: ctx.startedAt,
     durationMs: Math.round(exec.durationMs * 1000) / 1000,
@@ -51,9 +59,8 @@ export function toCellResult(exec: ExecResult, ctx: CellContext): CellResult {
       const full = joinLines(outcome.traceback) || `${outcome.ename}: ${outcome.evalue}\n`;
       const traceback = output.fit(full);
       let text = finalText(output, traceback);
-      if (exec.timedOut) {
-        text += `[runcell] the cell timed out after ${ctx.timeoutSeconds} s and was interrupted; the context was kept\n`;
-      }
+      if (exec.limit)
+        text += `[runcell] ${limitText(exec.limit, ctx)} and was interrupted; the context was kept\n`;
       outputs.push({
         output_type: 'error',
         ename: truncateUtf8(outcome.ename, 256),
@@ -63,8 +70,8 @@ export function toCellResult(exec: ExecResult, ctx: CellContext): CellResult {
       return result('error', text, ctx.contextLost);
     }
     case 'dead': {
-      const why = exec.timedOut
-        ? `the cell timed out after ${ctx.timeoutSeconds} s and did not stop when interrupted, so its kernel was killed`
+      const why = exec.limit
+        ? `${limitText(exec.limit, ctx)} and did not stop when interrupted, so its kernel was killed`
         : outcome.why;
       outputs.push({ output_type: 'error', ename: 'KernelDied', evalue: why, traceback: [] });
       return result(
@@ -92,6 +99,7 @@ export function criticalResult(
     outputs: [{ output_type: 'error', ename: 'RuncellError', evalue: why, traceback: [] }],
     droppedBytes: 0,
     timedOut: false,
+    limit: null,
     contextLost: true,
     startedAt: new Date().toISOString(),
     durationMs: 0,

@@ -4,6 +4,7 @@
  * runs at a time (the Queue's lanes); notebooks run in parallel up to the configured limit.
  */
 import { randomUUID } from 'node:crypto';
+import { availableParallelism } from 'node:os';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Config } from '../config.ts';
 import { RuncellError } from '../errors.ts';
@@ -235,12 +236,16 @@ export class Engine {
     }
     // A reset or shutdown while the kernel started: do not run the cell in a context being torn down.
     if (running.stopReason) return criticalResult(cell.cellId, cell.language, running.stopReason, false);
+    const cpuSeconds = this.#config.cellCpuSeconds || submission.timeoutSeconds;
     const exec = await acquired.kernel.execute(cell.code, {
       timeoutMs: submission.timeoutSeconds * 1000,
+      cpuTimeMs: cpuSeconds * 1000,
+      cpuCores: this.#config.kernelCpus || availableParallelism(),
       graceMs: this.#config.interruptGraceMs,
       maxOutputBytes: this.#config.maxOutputBytes,
     });
     const result = toCellResult(exec, {
+      cpuSeconds,
       cellId: cell.cellId,
       language: cell.language,
       startedAt,

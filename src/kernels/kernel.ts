@@ -28,13 +28,19 @@ export type ExecOutcome =
 export interface ExecResult {
   outcome: ExecOutcome;
   output: OutputBuffer;
-  /** The cell ran past its timeout (it was then interrupted, or killed). */
-  timedOut: boolean;
+  /** The limit the cell ran into (it was then interrupted, or killed): wall clock or CPU time. */
+  limit?: 'timeout' | 'cpu-time';
+  /** CPU time of the kernel's whole process tree during the cell, when the sandbox accounts it. */
+  cpuMs?: number;
   durationMs: number;
 }
 
 export interface ExecOptions {
   timeoutMs: number;
+  /** CPU time the cell may use (all its processes and threads); 0 for no limit. */
+  cpuTimeMs: number;
+  /** Cores the kernel may use, to pace CPU time checks. */
+  cpuCores: number;
   /** How long an interrupted cell may take to stop before the kernel is killed. */
   graceMs: number;
   maxOutputBytes: number;
@@ -138,27 +144,45 @@ export class Kernel {
     const started = performance.now();
     if (this.#state !== 'idle') {
       const exit = await this.#proc.exited;
-      return { outcome: this.#deadOutcome(exit), output, timedOut: false, durationMs: 0 };
+      return { outcome: this.#deadOutcome(exit), output, durationMs: 0 };
     }
     const id = ++this.#nextId;
     this.#state = 'busy';
     this.lastActivity = Date.now();
-    let timedOut = false;
+    let limit: ExecResult['limit'];
     let graceTimer: NodeJS.Timeout | undefined;
+    let cpuTimer: NodeJS.Timeout | undefined;
     const outcome = new Promise<ExecOutcome>((resolve) => (this.#running = { id, output, resolve }));
-    const timeoutTimer = setTimeout(() => {
-      timedOut = true;
+    const stop = (why: 'timeout' | 'cpu-time') => {
+      if (limit) return;
+      limit = why;
       this.#send({ type: 'interrupt', id });
       graceTimer = setTimeout(() => {
         void this.kill(`the cell did not stop within ${options.graceMs} ms of being interrupted`);
       }, options.graceMs);
-    }, options.timeoutMs);
+    };
+    // The wall clock is the server's: a cell that stops itself (SIGSTOP) cannot escape it.
+    const wallTimer = setTimeout(() => stop('timeout'), options.timeoutMs);
+    // CPU time is read from the cgroup (the whole tree) only when it could have run out: the
+    // next check is as far away as the remaining CPU time takes on every allowed core.
+    const cpuBase = this.#proc.cpuTimeMs();
+    if (options.cpuTimeMs > 0 && cpuBase !== undefined) {
+      const check = (): void => {
+        const used = (this.#proc.cpuTimeMs() ?? cpuBase) - cpuBase;
+        if (used >= options.cpuTimeMs) return stop('cpu-time');
+        cpuTimer = setTimeout(check, Math.max(10, (options.cpuTimeMs - used) / options.cpuCores));
+      };
+      cpuTimer = setTimeout(check, options.cpuTimeMs / options.cpuCores);
+    }
     this.#send({ type: 'execute', id, code, maxOutputBytes: options.maxOutputBytes });
     const result = await outcome;
-    clearTimeout(timeoutTimer);
+    clearTimeout(wallTimer);
+    clearTimeout(cpuTimer);
     clearTimeout(graceTimer);
+    const cpuEnd = this.#proc.cpuTimeMs();
+    const cpuMs = cpuBase !== undefined && cpuEnd !== undefined ? cpuEnd - cpuBase : undefined;
     this.lastActivity = Date.now();
-    return { outcome: result, output, timedOut, durationMs: performance.now() - started };
+    return { outcome: result, output, limit, cpuMs, durationMs: performance.now() - started };
   }
 
   /** Asks the running cell to stop (KeyboardInterrupt, terminateExecution). */

@@ -260,6 +260,10 @@ class BwrapProcess implements SandboxProcess {
     });
   }
 
+  cpuTimeMs(): number | undefined {
+    return this.#cgroup?.cpuTimeMs();
+  }
+
   kill(): Promise<SandboxExit> {
     if (!this.#killed) {
       this.#killed = true;

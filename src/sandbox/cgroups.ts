@@ -3,7 +3,15 @@
  * only reliable way to kill a sandbox tree (a process-group kill does not reach inside a
  * `--new-session` sandbox, and daemonized children leave the group anyway).
  */
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  realpathSync,
+  rmdirSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -22,6 +30,8 @@ export interface Cgroup {
   readonly procsFiles: string[];
   /** True when the kernel's OOM killer fired inside this cgroup. */
   oomKilled(): boolean;
+  /** CPU time used by every process of the cgroup so far, or undefined if not accounted. */
+  cpuTimeMs(): number | undefined;
   /** SIGKILLs every member until none is left. */
   killAll(): Promise<void>;
   /** Kills every member and removes the cgroup. Idempotent. */
@@ -107,29 +117,35 @@ async function sweepChildren(dirs: string[]): Promise<number> {
 
 class CgroupsV1 implements Cgroups {
   readonly version = 1;
-  readonly #hasCpu = existsSync(join(ROOT, 'cpu', 'cgroup.procs'));
-  readonly #instance: string;
+  /** Hierarchies we use, resolved (cpu and cpuacct are often one, mounted as `cpu,cpuacct`). */
+  readonly #roots: { memory: string; pids: string; cpu?: string; cpuacct?: string };
   constructor(instance: string) {
-    this.#instance = instance;
+    const root = (controller: string) => {
+      const dir = join(ROOT, controller);
+      return existsSync(join(dir, 'cgroup.procs')) ? join(realpathSync(dir), 'runcell', instance) : undefined;
+    };
+    this.#roots = {
+      memory: root('memory')!,
+      pids: root('pids')!,
+      cpu: root('cpu'),
+      cpuacct: root('cpuacct'),
+    };
   }
-  #dir(controller: string, name = ''): string {
-    return join(ROOT, controller, 'runcell', this.#instance, name);
+  #dirs(): string[] {
+    return [...new Set(Object.values(this.#roots).filter((d): d is string => d !== undefined))];
   }
   sweep(): Promise<number> {
-    return sweepChildren(['pids', 'memory', ...(this.#hasCpu ? ['cpu'] : [])].map((c) => this.#dir(c)));
+    return sweepChildren(this.#dirs());
   }
   create(name: string, limits: CgroupLimits): Cgroup {
-    const memory = this.#dir('memory', name);
-    const pids = this.#dir('pids', name);
-    const cpu = this.#hasCpu ? this.#dir('cpu', name) : undefined;
-    mkdirSync(memory, { recursive: true });
-    mkdirSync(pids, { recursive: true });
-    if (cpu) {
-      mkdirSync(cpu, { recursive: true });
-      if (limits.cpus > 0) {
-        writeFileSync(join(cpu, 'cpu.cfs_period_us'), String(CFS_PERIOD_US));
-        writeFileSync(join(cpu, 'cpu.cfs_quota_us'), String(Math.round(limits.cpus * CFS_PERIOD_US)));
-      }
+    const dirs = this.#dirs().map((d) => join(d, name));
+    for (const dir of dirs) mkdirSync(dir, { recursive: true });
+    const [memory, pids] = [join(this.#roots.memory, name), join(this.#roots.pids, name)];
+    const cpu = this.#roots.cpu && join(this.#roots.cpu, name);
+    const cpuacct = this.#roots.cpuacct && join(this.#roots.cpuacct, name);
+    if (cpu && limits.cpus > 0) {
+      writeFileSync(join(cpu, 'cpu.cfs_period_us'), String(CFS_PERIOD_US));
+      writeFileSync(join(cpu, 'cpu.cfs_quota_us'), String(Math.round(limits.cpus * CFS_PERIOD_US)));
     }
     writeFileSync(join(memory, 'memory.limit_in_bytes'), String(limits.memoryBytes));
     // Without swap accounting the limit could be dodged by swapping out.
@@ -137,15 +153,10 @@ class CgroupsV1 implements Cgroups {
     if (existsSync(memsw)) writeFileSync(memsw, String(limits.memoryBytes));
     writeFileSync(join(pids, 'pids.max'), String(limits.maxProcesses));
     const killAll = async () => {
-      await killMembers(join(pids, 'cgroup.procs'));
-      await killMembers(join(memory, 'cgroup.procs'));
+      for (const dir of dirs) await killMembers(join(dir, 'cgroup.procs'));
     };
     return {
-      procsFiles: [
-        join(memory, 'cgroup.procs'),
-        join(pids, 'cgroup.procs'),
-        ...(cpu ? [join(cpu, 'cgroup.procs')] : []),
-      ],
+      procsFiles: dirs.map((d) => join(d, 'cgroup.procs')),
       oomKilled: () => {
         try {
           return /^oom_kill [1-9]/m.test(readFileSync(join(memory, 'memory.oom_control'), 'utf8'));
@@ -153,12 +164,18 @@ class CgroupsV1 implements Cgroups {
           return false;
         }
       },
+      cpuTimeMs: () => {
+        if (!cpuacct) return undefined;
+        try {
+          return Number(readFileSync(join(cpuacct, 'cpuacct.usage'), 'utf8')) / 1e6;
+        } catch {
+          return undefined;
+        }
+      },
       killAll,
       destroy: once(async () => {
         await killAll();
-        await removeDir(memory);
-        await removeDir(pids);
-        if (cpu) await removeDir(cpu);
+        for (const dir of dirs) await removeDir(dir);
       }),
     };
   }
@@ -200,6 +217,14 @@ class CgroupsV2 implements Cgroups {
           return /^oom_kill [1-9]/m.test(readFileSync(join(dir, 'memory.events'), 'utf8'));
         } catch {
           return false;
+        }
+      },
+      cpuTimeMs: () => {
+        try {
+          const usec = /^usage_usec (\d+)/m.exec(readFileSync(join(dir, 'cpu.stat'), 'utf8'))?.[1];
+          return usec === undefined ? undefined : Number(usec) / 1000;
+        } catch {
+          return undefined;
         }
       },
       killAll,

@@ -38,6 +38,7 @@ export class NoneSandbox implements Sandbox {
       requests: (child.stdio[3] as Writable).on('error', () => {}),
       events: child.stdio[4] as Readable,
       exited,
+      cpuTimeMs: () => undefined,
       kill: () => {
         if (!killed && child.pid !== undefined) {
           killed = true;

@@ -56,6 +56,8 @@ export interface SandboxProcess {
   readonly events: Readable;
   /** Resolves once the whole tree is gone and its resources (uid, cgroup) are released. */
   readonly exited: Promise<SandboxExit>;
+  /** CPU time of the whole tree so far, or undefined where it is not accounted. */
+  cpuTimeMs(): number | undefined;
   /** Kills every process of the tree; resolves as `exited` does. Idempotent. */
   kill(): Promise<SandboxExit>;
 }

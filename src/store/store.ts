@@ -39,7 +39,12 @@ export interface CellResult {
   outputs: JupyterOutput[];
   /** Output bytes dropped because the cell passed the output limit. */
   droppedBytes: number;
+  /** The cell ran past its wall-clock timeout. */
   timedOut: boolean;
+  /** The limit that stopped the cell, if one did. */
+  limit: 'timeout' | 'cpu-time' | null;
+  /** CPU time of all the kernel's processes during the cell, where the sandbox accounts it. */
+  cpuMs?: number;
   /** The kernel's variables are gone (it was killed, died or reset). */
   contextLost: boolean;
   startedAt: string;

@@ -45,4 +45,23 @@ describe('kernel manager', () => {
       await app.close();
     }
   });
+
+  it('interrupts a cell past its CPU time, separately from its wall clock, and reports CPU use', async () => {
+    const app = await startApp({ cellCpuSeconds: 1, kernelCpus: 1 });
+    try {
+      const nb = notebookId();
+      const status = await run(app, nb, ['kept = 1', 'while True: pass'], { timeout: 30 });
+      const busy = status.results[1]! as (typeof status.results)[number] & { limit: string; cpuMs: number };
+      expect(busy.type).toBe('error');
+      expect(busy.limit).toBe('cpu-time');
+      expect(busy.timedOut).toBe(false);
+      expect(busy.output).toMatch(/used more than 1 s of CPU time and was interrupted/);
+      expect(busy.cpuMs).toBeGreaterThanOrEqual(1000);
+      // A sleeping cell uses no CPU: only its wall clock could stop it.
+      const sleepy = await run(app, nb, ['import time; time.sleep(1.5); kept'], { timeout: 30 });
+      expect(sleepy.results[0]).toMatchObject({ type: 'output', output: '1', limit: null });
+    } finally {
+      await app.close();
+    }
+  });
 });

@@ -216,8 +216,9 @@ export class BwrapSandbox implements Sandbox {
     args.push('--size', tmp, '--perms', '1777', '--tmpfs', '/tmp');
     args.push('--size', tmp, '--perms', '1777', '--tmpfs', '/dev/shm');
     if (withWorkspace) args.push('--bind-fd', String(WORKSPACE_FD), '/workspace', '--chdir', '/workspace');
-    // The root is bwrap's own tmpfs: read-only, so nothing but /workspace and /tmp takes writes.
-    args.push('--remount-ro', '/');
+    // The root and /dev are tmpfs of bwrap's own: read-only (device nodes still work), so
+    // nothing but /workspace, /tmp and /dev/shm takes writes, each with its own limit.
+    args.push('--remount-ro', '/dev', '--remount-ro', '/');
     args.push('--clearenv');
     for (const [key, value] of Object.entries(spec.env)) args.push('--setenv', key, value);
     return args;

@@ -377,7 +377,13 @@ function evaluated(cell, error, response) {
   }
   if (error) {
     if (isTermination(error)) finish(cell, { status: 'error', ...INTERRUPTED, interrupted: true });
-    else
+    else if (/Execution context was destroyed|Cannot find context/.test(String(error.message))) {
+      // The cell signalled its own process (kill(-1), kill(0), kill(pid)): Node then runs its
+      // at-exit hooks, expecting to die, and the inspector context is gone for good. Only a new
+      // kernel can run cells again: exit, and the server reports it and starts one.
+      writeSync(2, 'runcell javascript driver: the JavaScript context was destroyed\n');
+      process.exit(70);
+    } else
       finish(cell, { status: 'error', ename: 'InternalError', evalue: String(error.message), traceback: [] });
     return;
   }

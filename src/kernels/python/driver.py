@@ -318,7 +318,23 @@ def _raise_deferred():
         raise KeyboardInterrupt
 
 
-class _BinaryWriter(io.BufferedIOBase):
+class _WriteOnly:
+    """What both writers answer about themselves: write-only, not a terminal, not seekable."""
+
+    def isatty(self):
+        return False
+
+    def readable(self):
+        return False
+
+    def writable(self):
+        return True
+
+    def seekable(self):
+        return False
+
+
+class _BinaryWriter(_WriteOnly, io.BufferedIOBase):
     """``sys.stdout.buffer``: accepts bytes, decodes them as UTF-8 (errors='replace')."""
 
     def __init__(self, text_writer):
@@ -366,20 +382,9 @@ class _BinaryWriter(io.BufferedIOBase):
     def fileno(self):
         return self._text.fileno()
 
-    def isatty(self):
-        return False
-
-    def readable(self):
-        return False
-
-    def writable(self):
-        return True
-
-    def seekable(self):
-        return False
 
 
-class _TextWriter(io.TextIOBase):
+class _TextWriter(_WriteOnly, io.TextIOBase):
     """sys.stdout / sys.stderr: text goes to the running cell as `stream` events."""
 
     encoding = "utf-8"
@@ -440,17 +445,6 @@ class _TextWriter(io.TextIOBase):
     def fileno(self):
         return self._fd
 
-    def isatty(self):
-        return False
-
-    def readable(self):
-        return False
-
-    def writable(self):
-        return True
-
-    def seekable(self):
-        return False
 
     def reconfigure(self, **kwargs):
         pass

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { execFile } from 'node:child_process';
-import { chmodSync, lstatSync, mkdirSync, statSync } from 'node:fs';
+import { chmodSync, chownSync, lstatSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { dirname, join, resolve } from 'node:path';
 
@@ -19,7 +19,9 @@ export async function prepareWorkspace(dir: string, uid: number | undefined): Pr
   const stat = lstatSync(dir);
   if (!stat.isDirectory()) throw new Error(`workspace ${dir} is not a directory`);
   if (stat.uid === uid) return;
-  await run('/usr/bin/chown', ['-R', '-P', '-h', `${uid}:${uid}`, dir]);
+  // A fresh workspace (the common case) is one directory: no walk, no process to spawn.
+  if (readdirSync(dir).length > 0) await run('/usr/bin/chown', ['-R', '-P', '-h', `${uid}:${uid}`, dir]);
+  chownSync(dir, uid, uid);
   chmodSync(dir, 0o700);
 }
 

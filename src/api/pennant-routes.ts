@@ -7,6 +7,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import type { Engine } from '../engine/engine.ts';
 import type { Language } from '../engine/languages.ts';
+import { pennantStatus } from '../engine/submission-events.ts';
 import { RuncellError } from '../errors.ts';
 import { formatPython } from '../formatters/python-formatter.ts';
 import type { Submission } from '../store/store.ts';
@@ -82,11 +83,9 @@ const StatusResponse = Type.Object({
 const MAX_WAIT_SECONDS = 30;
 
 export function toStatus(s: Submission): Static<typeof StatusResponse> {
-  const status =
-    s.state === 'pending' || s.state === 'running' ? 'pending' : s.state === 'success' ? 'success' : 'error';
   return {
     submissionId: s.id,
-    status,
+    status: pennantStatus(s.state),
     state: s.state,
     notebookId: s.notebookId,
     requestOrder: s.cells.map((c) => c.cellId),

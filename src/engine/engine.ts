@@ -18,6 +18,14 @@ import {
   type SubmittedCell,
 } from '../store/store.ts';
 import { criticalResult, toCellResult } from './cell-result.ts';
+import {
+  compareEventIds,
+  eventId,
+  eventsFromRecord,
+  finishedId,
+  pennantStatus,
+  type SubmissionEvent,
+} from './submission-events.ts';
 import type { KernelManager } from './kernel-manager.ts';
 import { isLanguage, LANGUAGES, type Language } from './languages.ts';
 
@@ -39,11 +47,6 @@ export interface EngineDeps {
   log: FastifyBaseLogger;
 }
 
-export type SubmissionEvent =
-  | { type: 'cell.started'; submissionId: string; cellId: string }
-  | { type: 'cell.finished'; submissionId: string; result: CellResult }
-  | { type: 'submission.finished'; submissionId: string; state: SubmissionState };
-
 export const submissionTopic = (id: string) => `submission:${id}`;
 
 /** The running submission of a notebook, and whether a reset asked it to stop. */
@@ -60,6 +63,8 @@ export class Engine {
   readonly #kernels: KernelManager;
   readonly #log: FastifyBaseLogger;
   readonly #running = new Map<string, Running>();
+  /** Live events of running submissions, for streams that start or resume mid-way. */
+  readonly #logs = new Map<string, SubmissionEvent[]>();
   #closing: string | undefined;
   #closed: Promise<void> | undefined;
 
@@ -143,7 +148,7 @@ export class Engine {
     const now = new Date().toISOString();
     for (const task of waiting) {
       await this.#store.finishSubmission(task.id, 'cancelled', now, 'the notebook was reset before it ran');
-      this.#announceFinished(task.id, 'cancelled');
+      this.#announceFinished(task.id, 'cancelled', 0);
     }
   }
 
@@ -178,22 +183,26 @@ export class Engine {
     const log = this.#log.child({ submissionId: submission.id, notebookId: submission.notebookId });
     const running: Running = { submissionId: submission.id, stopReason: this.#closing };
     this.#running.set(submission.notebookId, running);
+    this.#logs.set(submission.id, []);
     let state: SubmissionState = 'success';
     let reason: string | null = null;
+    let seq = 0;
     try {
       await this.#store.markRunning(submission.id, new Date().toISOString());
-      let seq = 0;
       for (const cell of submission.cells) {
         if (running.stopReason) {
           state = 'cancelled';
           reason = running.stopReason;
           break;
         }
-        const result = await this.#runCell(submission, cell, running);
-        await this.#store.addResult(submission.id, seq++, result);
-        this.#bus.publish(submissionTopic(submission.id), {
+        const index = seq++;
+        const result = await this.#runCell(submission, cell, running, index);
+        await this.#store.addResult(submission.id, index, result);
+        this.#emit({
           type: 'cell.finished',
+          id: finishedId(index),
           submissionId: submission.id,
+          cellId: cell.cellId,
           result,
         });
         if (result.type === 'critical') state = 'failed';
@@ -213,16 +222,21 @@ export class Engine {
       this.#running.delete(submission.notebookId);
     }
     await this.#store.finishSubmission(submission.id, state, new Date().toISOString(), reason);
-    this.#announceFinished(submission.id, state);
+    this.#announceFinished(submission.id, state, seq);
   }
 
-  async #runCell(submission: Submission, cell: SubmittedCell, running: Running): Promise<CellResult> {
+  async #runCell(
+    submission: Submission,
+    cell: SubmittedCell,
+    running: Running,
+    index: number,
+  ): Promise<CellResult> {
     const startedAt = new Date().toISOString();
-    this.#bus.publish(submissionTopic(submission.id), {
-      type: 'cell.started',
-      submissionId: submission.id,
-      cellId: cell.cellId,
-    });
+    const base = { submissionId: submission.id, cellId: cell.cellId };
+    this.#emit({ type: 'cell.started', id: eventId(index, 0), index, ...base });
+    let chunk = 0;
+    const onStream = (name: 'stdout' | 'stderr', text: string) =>
+      this.#emit({ type: 'cell.stream', id: eventId(index, ++chunk), name, text, ...base });
     let acquired;
     try {
       acquired = await this.#kernels.acquire(submission.notebookId, cell.language);
@@ -243,6 +257,7 @@ export class Engine {
       cpuCores: this.#config.kernelCpus || availableParallelism(),
       graceMs: this.#config.interruptGraceMs,
       maxOutputBytes: this.#config.maxOutputBytes,
+      onStream,
     });
     const result = toCellResult(exec, {
       cpuSeconds,
@@ -255,8 +270,62 @@ export class Engine {
     return result;
   }
 
-  #announceFinished(submissionId: string, state: SubmissionState): void {
-    this.#bus.publish(submissionTopic(submissionId), { type: 'submission.finished', submissionId, state });
+  /** Records a live event (for streams that resume) and announces it. */
+  #emit(event: SubmissionEvent): void {
+    this.#logs.get(event.submissionId)?.push(event);
+    this.#bus.publish(submissionTopic(event.submissionId), event);
+  }
+
+  /** Called once the final state is in the Store; `results` is how many it holds. */
+  #announceFinished(submissionId: string, state: SubmissionState, results: number): void {
+    this.#emit({
+      type: 'submission.finished',
+      id: eventId(results, 0),
+      submissionId,
+      state,
+      status: pennantStatus(state),
+    });
+    this.#logs.delete(submissionId); // the Store has everything a late reader needs now
+  }
+
+  /**
+   * Delivers the submission's events after `lastId` in order, each once, then live ones until
+   * it finishes. Returns the unsubscribe function, or undefined for an unknown submission.
+   */
+  async subscribe(
+    id: string,
+    lastId: string | undefined,
+    onEvent: (event: SubmissionEvent) => void,
+  ): Promise<(() => void) | undefined> {
+    let last = lastId;
+    const deliver = (event: SubmissionEvent) => {
+      if (compareEventIds(event.id, last) <= 0) return; // already sent (or before the resume point)
+      last = event.id;
+      onEvent(event);
+    };
+    let early: SubmissionEvent[] | undefined = [];
+    // Subscribe first, then take the snapshot: nothing published in between is missed, and
+    // what both hold is delivered once (ids only grow).
+    const unsubscribe = this.#bus.subscribe(submissionTopic(id), (event) => {
+      if (early) early.push(event as SubmissionEvent);
+      else deliver(event as SubmissionEvent);
+    });
+    const log = this.#logs.get(id);
+    let snapshot: SubmissionEvent[];
+    if (log) snapshot = [...log];
+    else {
+      const record = await this.#store.getSubmission(id);
+      if (!record) {
+        unsubscribe();
+        return undefined;
+      }
+      snapshot = eventsFromRecord(record);
+    }
+    for (const event of snapshot) deliver(event);
+    const queued = early;
+    early = undefined;
+    for (const event of queued) deliver(event);
+    return unsubscribe;
   }
 
   /** Every submission still pending or running gets a critical result and a final state. */
@@ -271,7 +340,7 @@ export class Engine {
         criticalResult(cell.cellId, cell.language, text, false),
       );
       await this.#store.finishSubmission(submission.id, 'failed', now, why);
-      this.#announceFinished(submission.id, 'failed');
+      this.#announceFinished(submission.id, 'failed', submission.results.length + 1);
     }
   }
 }

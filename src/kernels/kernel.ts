@@ -8,7 +8,7 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { Language } from '../engine/languages.ts';
 import type { Sandbox, SandboxExit, SandboxLimits, SandboxProcess } from '../sandbox/sandbox.ts';
 import { KERNEL_ENV, type KernelDriver } from './kernel-driver.ts';
-import { OutputBuffer } from './output-buffer.ts';
+import { OutputBuffer, type StreamListener } from './output-buffer.ts';
 import {
   encodeFrame,
   FrameDecoder,
@@ -44,6 +44,8 @@ export interface ExecOptions {
   /** How long an interrupted cell may take to stop before the kernel is killed. */
   graceMs: number;
   maxOutputBytes: number;
+  /** Sees the cell's output as it arrives. */
+  onStream?: StreamListener;
 }
 
 export interface KernelOptions {
@@ -140,7 +142,7 @@ export class Kernel {
 
   /** Runs one cell. Never rejects: a dead kernel is an outcome. */
   async execute(code: string, options: ExecOptions): Promise<ExecResult> {
-    const output = new OutputBuffer(options.maxOutputBytes);
+    const output = new OutputBuffer(options.maxOutputBytes, options.onStream);
     const started = performance.now();
     if (this.#state !== 'idle') {
       const exit = await this.#proc.exited;

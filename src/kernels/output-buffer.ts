@@ -1,6 +1,7 @@
 import type { JupyterOutput } from '../store/store.ts';
 
-type StreamName = 'stdout' | 'stderr';
+export type StreamName = 'stdout' | 'stderr';
+export type StreamListener = (name: StreamName, text: string) => void;
 
 /**
  * A cell's stdout and stderr in the order written, then its value or traceback, all from one
@@ -9,12 +10,15 @@ type StreamName = 'stdout' | 'stderr';
  */
 export class OutputBuffer {
   readonly #maxBytes: number;
+  readonly #onAppend: StreamListener | undefined;
   readonly #streams: { name: StreamName; text: string }[] = [];
   #bytes = 0;
   #dropped = 0;
 
-  constructor(maxBytes: number) {
+  /** `onAppend` sees each piece of output as it is kept (live streams). */
+  constructor(maxBytes: number, onAppend?: StreamListener) {
     this.#maxBytes = maxBytes;
+    this.#onAppend = onAppend;
   }
 
   append(name: StreamName, text: string): void {
@@ -23,6 +27,7 @@ export class OutputBuffer {
     const last = this.#streams.at(-1);
     if (last?.name === name) last.text += text;
     else this.#streams.push({ name, text });
+    this.#onAppend?.(name, text);
   }
 
   /** Takes `text` out of the budget: returns what fits and counts the rest as dropped. */

@@ -11,6 +11,8 @@ import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { installErrorHandling } from './api/error-handler.ts';
 import { eventRoutes } from './api/event-routes.ts';
+import { fileRoutes } from './api/file-routes.ts';
+import { WorkspaceFiles } from './files/workspace-files.ts';
 import { pennantRoutes } from './api/pennant-routes.ts';
 import { ErrorResponse } from './api/schemas.ts';
 import type { Config } from './config.ts';
@@ -60,10 +62,11 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
   const store = new SqliteStore(join(config.dataDir, 'runcell.db'));
   const queue = new MemoryQueue(config.maxConcurrentNotebooks);
   const bus = new MemoryEventBus();
+  const withWorkspaces = { ...config, workspaceDir: workspaceRoot };
   const kernels = new KernelManager(
     sandbox,
     { python: new PythonDriver(config.pythonPath), javascript: new JavascriptDriver(config.nodePath) },
-    { ...config, workspaceDir: workspaceRoot },
+    withWorkspaces,
     app.log,
   );
   const engine = new Engine({ config, store, queue, bus, kernels, log: app.log });
@@ -129,6 +132,7 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
 
   await app.register(pennantRoutes(engine, undefined));
   await app.register(eventRoutes(engine));
+  await app.register(fileRoutes(engine, new WorkspaceFiles(sandbox, withWorkspaces)));
   for (const language of LANGUAGES) {
     await app.register(pennantRoutes(engine, language), { prefix: `/${language}` });
   }

@@ -80,6 +80,7 @@ export const ConfigSchema = Type.Object({
     0,
   ),
   workspaceInodes: Int(65536, "Files and directories each notebook's workspace may hold.", 64),
+  maxUploadBytes: Int(256 * 1048576, 'Largest file upload into a workspace, bytes.', 1),
   kernelTmpMb: Int(64, 'Size of the private /tmp and /dev/shm of each kernel, MiB.', 1),
   maxKernels: Int(64, 'Live kernels per machine; the least recently used idle one is stopped beyond it.', 1),
   maxConcurrentNotebooks: Int(8, 'Notebooks whose cells run at the same time.', 1),

@@ -152,6 +152,11 @@ export class Engine {
     }
   }
 
+  /** Makes the notebook known (files uploaded before its first cell). */
+  async addNotebook(notebookId: string): Promise<void> {
+    await this.#store.addNotebook(notebookId, new Date().toISOString());
+  }
+
   async notebookStatus(notebookId: string): Promise<{ known: boolean; active: boolean }> {
     const active = this.#kernels.isActive(notebookId);
     return { known: active || (await this.#store.hasNotebook(notebookId)), active };

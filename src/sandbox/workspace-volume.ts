@@ -50,6 +50,8 @@ export class WorkspaceVolumes {
     if (!existsSync(image)) {
       await run('/usr/bin/truncate', ['-s', String(quota.bytes), image]);
       // No journal (a scratch workspace, and no 32 MiB journal per notebook); no reserved blocks.
+      // Inode tables take 256 bytes an inode: a small volume gets fewer inodes than asked for.
+      const inodes = Math.min(quota.inodes, Math.floor(quota.bytes / 4096));
       await run('/usr/sbin/mkfs.ext4', [
         '-q',
         '-F',
@@ -58,7 +60,7 @@ export class WorkspaceVolumes {
         '-O',
         '^has_journal',
         '-N',
-        String(quota.inodes),
+        String(inodes),
         image,
       ]);
     }

@@ -99,6 +99,14 @@ export class KyselyStore implements Store {
     return row !== undefined;
   }
 
+  async addNotebook(notebookId: string, at: string): Promise<void> {
+    await this.db
+      .insertInto('notebooks')
+      .values({ id: notebookId, created_at: at })
+      .onConflict((oc) => oc.column('id').doNothing())
+      .execute();
+  }
+
   close(): Promise<void> {
     return (this.#closed ??= this.db.destroy());
   }

@@ -84,6 +84,8 @@ export interface Store {
   /** Submissions not in a final state (pending or running), oldest first. */
   listUnfinished(): Promise<Submission[]>;
   hasNotebook(notebookId: string): Promise<boolean>;
+  /** Records the notebook as seen (idempotent). */
+  addNotebook(notebookId: string, at: string): Promise<void>;
   /** Idempotent. */
   close(): Promise<void>;
 }

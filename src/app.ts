@@ -12,12 +12,15 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { installErrorHandling } from './api/error-handler.ts';
 import { eventRoutes } from './api/event-routes.ts';
 import { fileRoutes } from './api/file-routes.ts';
+import { notebookStreamRoutes } from './api/notebook-stream-routes.ts';
+import websocket from '@fastify/websocket';
 import { WorkspaceFiles } from './files/workspace-files.ts';
 import { pennantRoutes } from './api/pennant-routes.ts';
 import { ErrorResponse } from './api/schemas.ts';
 import type { Config } from './config.ts';
 import { Engine } from './engine/engine.ts';
 import { KernelManager } from './engine/kernel-manager.ts';
+import { NotebookFeed } from './engine/notebook-feed.ts';
 import { LANGUAGES } from './engine/languages.ts';
 import { errorBody, RuncellError } from './errors.ts';
 import { JavascriptDriver } from './kernels/javascript/javascript-driver.ts';
@@ -63,13 +66,15 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
   const queue = new MemoryQueue(config.maxConcurrentNotebooks);
   const bus = new MemoryEventBus();
   const withWorkspaces = { ...config, workspaceDir: workspaceRoot };
+  const feed = new NotebookFeed(bus);
   const kernels = new KernelManager(
     sandbox,
     { python: new PythonDriver(config.pythonPath), javascript: new JavascriptDriver(config.nodePath) },
     withWorkspaces,
     app.log,
+    ({ notebookId, ...change }) => feed.publish(notebookId, { type: 'kernel.state', ...change }),
   );
-  const engine = new Engine({ config, store, queue, bus, kernels, log: app.log });
+  const engine = new Engine({ config, store, queue, bus, kernels, feed, log: app.log });
 
   app.addHook('onClose', async () => {
     await engine.close();
@@ -131,7 +136,9 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
   );
 
   await app.register(pennantRoutes(engine, undefined));
+  await app.register(websocket, { options: { maxPayload: config.bodyLimitBytes } });
   await app.register(eventRoutes(engine));
+  await app.register(notebookStreamRoutes(engine, feed));
   await app.register(fileRoutes(engine, new WorkspaceFiles(sandbox, withWorkspaces)));
   for (const language of LANGUAGES) {
     await app.register(pennantRoutes(engine, language), { prefix: `/${language}` });

@@ -6,13 +6,10 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import type { Engine } from '../engine/engine.ts';
-import { parseEventId, type SubmissionEvent } from '../engine/submission-events.ts';
+import { parseEventId } from '../engine/submission-events.ts';
 import { RuncellError } from '../errors.ts';
 import { errorResponses } from './schemas.ts';
-
-/** A client this far behind is told to reconnect, so a slow reader cannot grow the server. */
-const MAX_BUFFERED_BYTES = 1 << 20;
-const HEARTBEAT_MS = 15_000;
+import { lastEventId, openEventStream } from './sse.ts';
 
 export function eventRoutes(engine: Engine) {
   return async function (app: FastifyInstance) {
@@ -32,8 +29,7 @@ export function eventRoutes(engine: Engine) {
         },
       },
       async (req, reply) => {
-        const header = req.headers['last-event-id'];
-        const lastId = (Array.isArray(header) ? header[0] : header) ?? req.query.lastEventId;
+        const lastId = lastEventId(req.headers, req.query.lastEventId);
         if (lastId !== undefined && !parseEventId(lastId)) {
           throw new RuncellError(
             'REQUEST_INVALID',
@@ -44,37 +40,12 @@ export function eventRoutes(engine: Engine) {
         if (!(await engine.get(submissionId))) {
           throw new RuncellError('SUBMISSION_NOT_FOUND', `no submission has id ${submissionId}`);
         }
-        reply.hijack();
-        const raw = reply.raw;
-        raw.writeHead(200, {
-          ...(reply.getHeaders() as Record<string, string>),
-          'content-type': 'text/event-stream; charset=utf-8',
-          'cache-control': 'no-cache',
-          connection: 'keep-alive',
-          'x-accel-buffering': 'no', // proxies must not hold events back
+        const stream = openEventStream(reply);
+        const unsubscribe = await engine.subscribe(submissionId, lastId, (event) => {
+          stream.send(event.id, event.type, event);
+          if (event.type === 'submission.finished') stream.end();
         });
-        let ended = false;
-        let unsubscribe: (() => void) | undefined;
-        const heartbeat = setInterval(() => raw.write(': keepalive\n\n'), HEARTBEAT_MS);
-        const end = () => {
-          if (ended) return;
-          ended = true;
-          clearInterval(heartbeat);
-          unsubscribe?.();
-          raw.end();
-        };
-        raw.on('close', end);
-        const send = (event: SubmissionEvent) => {
-          if (ended) return;
-          raw.write(`id: ${event.id}\nevent: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`);
-          if (event.type === 'submission.finished') end();
-          else if (raw.writableLength > MAX_BUFFERED_BYTES) {
-            raw.write(`event: overflow\ndata: ${JSON.stringify({ lastEventId: event.id })}\n\n`);
-            end();
-          }
-        };
-        unsubscribe = await engine.subscribe(submissionId, lastId, send);
-        if (ended) unsubscribe?.();
+        stream.onEnd(() => unsubscribe?.());
       },
     );
   };

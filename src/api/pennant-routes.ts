@@ -11,33 +11,7 @@ import { pennantStatus } from '../engine/submission-events.ts';
 import { RuncellError } from '../errors.ts';
 import { formatPython } from '../formatters/python-formatter.ts';
 import type { Submission } from '../store/store.ts';
-import { errorResponses, Id } from './schemas.ts';
-
-const Seconds = Type.Union([
-  Type.Number({ exclusiveMinimum: 0 }),
-  Type.String({ pattern: '^\\s*[0-9]+(\\.[0-9]+)?\\s*$' }),
-]);
-
-const SubmitBody = Type.Object({
-  notebookId: Id('Notebook id, chosen by the client'),
-  cells: Type.Array(
-    Type.Object({
-      cellId: Id('Cell id, chosen by the client'),
-      code: Type.String({ description: 'Source of the cell' }),
-      language: Type.Optional(
-        Type.String({ description: 'Language of this cell; overrides the submission' }),
-      ),
-    }),
-    { minItems: 1 },
-  ),
-  timeout: Type.Optional(
-    Type.Unsafe<number | string>({ ...Seconds, description: 'Seconds per cell, capped by the server' }),
-  ),
-  language: Type.Optional(Type.String({ description: 'python (default) or javascript' })),
-  stopOnError: Type.Optional(
-    Type.Boolean({ description: 'Stop at the first cell that fails (default true)' }),
-  ),
-});
+import { errorResponses, Id, SubmitBody } from './schemas.ts';
 
 const SubmitResponse = Type.Object({ message: Type.String(), submissionId: Type.String() });
 

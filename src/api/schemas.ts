@@ -20,3 +20,30 @@ export const errorResponses = {
   404: Type.Ref('Error'),
   500: Type.Ref('Error'),
 };
+
+const Seconds = Type.Union([
+  Type.Number({ exclusiveMinimum: 0 }),
+  Type.String({ pattern: '^\\s*[0-9]+(\\.[0-9]+)?\\s*$' }),
+]);
+
+/** POST /api/submit (and the WebSocket execute command). */
+export const SubmitBody = Type.Object({
+  notebookId: Id('Notebook id, chosen by the client'),
+  cells: Type.Array(
+    Type.Object({
+      cellId: Id('Cell id, chosen by the client'),
+      code: Type.String({ description: 'Source of the cell' }),
+      language: Type.Optional(
+        Type.String({ description: 'Language of this cell; overrides the submission' }),
+      ),
+    }),
+    { minItems: 1 },
+  ),
+  timeout: Type.Optional(
+    Type.Unsafe<number | string>({ ...Seconds, description: 'Seconds per cell, capped by the server' }),
+  ),
+  language: Type.Optional(Type.String({ description: 'python (default) or javascript' })),
+  stopOnError: Type.Optional(
+    Type.Boolean({ description: 'Stop at the first cell that fails (default true)' }),
+  ),
+});

@@ -27,6 +27,7 @@ import {
   type SubmissionEvent,
 } from './submission-events.ts';
 import type { KernelManager } from './kernel-manager.ts';
+import type { NotebookFeed } from './notebook-feed.ts';
 import { isLanguage, LANGUAGES, type Language } from './languages.ts';
 
 export interface SubmitInput {
@@ -44,6 +45,7 @@ export interface EngineDeps {
   queue: Queue;
   bus: EventBus;
   kernels: KernelManager;
+  feed: NotebookFeed;
   log: FastifyBaseLogger;
 }
 
@@ -61,6 +63,7 @@ export class Engine {
   readonly #queue: Queue;
   readonly #bus: EventBus;
   readonly #kernels: KernelManager;
+  readonly #feed: NotebookFeed;
   readonly #log: FastifyBaseLogger;
   readonly #running = new Map<string, Running>();
   /** Live events of running submissions, for streams that start or resume mid-way. */
@@ -74,6 +77,7 @@ export class Engine {
     this.#queue = deps.queue;
     this.#bus = deps.bus;
     this.#kernels = deps.kernels;
+    this.#feed = deps.feed;
     this.#log = deps.log;
   }
 
@@ -148,8 +152,13 @@ export class Engine {
     const now = new Date().toISOString();
     for (const task of waiting) {
       await this.#store.finishSubmission(task.id, 'cancelled', now, 'the notebook was reset before it ran');
-      this.#announceFinished(task.id, 'cancelled', 0);
+      this.#announceFinished(notebookId, task.id, 'cancelled', 0);
     }
+  }
+
+  /** Interrupts the notebook's running cell, if any (as a timeout would, without the limit). */
+  interrupt(notebookId: string): boolean {
+    return this.#kernels.interrupt(notebookId);
   }
 
   /** Makes the notebook known (files uploaded before its first cell). */
@@ -203,7 +212,7 @@ export class Engine {
         const index = seq++;
         const result = await this.#runCell(submission, cell, running, index);
         await this.#store.addResult(submission.id, index, result);
-        this.#emit({
+        this.#emit(submission.notebookId, {
           type: 'cell.finished',
           id: finishedId(index),
           submissionId: submission.id,
@@ -227,7 +236,7 @@ export class Engine {
       this.#running.delete(submission.notebookId);
     }
     await this.#store.finishSubmission(submission.id, state, new Date().toISOString(), reason);
-    this.#announceFinished(submission.id, state, seq);
+    this.#announceFinished(submission.notebookId, submission.id, state, seq);
   }
 
   async #runCell(
@@ -238,10 +247,16 @@ export class Engine {
   ): Promise<CellResult> {
     const startedAt = new Date().toISOString();
     const base = { submissionId: submission.id, cellId: cell.cellId };
-    this.#emit({ type: 'cell.started', id: eventId(index, 0), index, ...base });
+    this.#emit(submission.notebookId, { type: 'cell.started', id: eventId(index, 0), index, ...base });
     let chunk = 0;
     const onStream = (name: 'stdout' | 'stderr', text: string) =>
-      this.#emit({ type: 'cell.stream', id: eventId(index, ++chunk), name, text, ...base });
+      this.#emit(submission.notebookId, {
+        type: 'cell.stream',
+        id: eventId(index, ++chunk),
+        name,
+        text,
+        ...base,
+      });
     let acquired;
     try {
       acquired = await this.#kernels.acquire(submission.notebookId, cell.language);
@@ -256,6 +271,9 @@ export class Engine {
     // A reset or shutdown while the kernel started: do not run the cell in a context being torn down.
     if (running.stopReason) return criticalResult(cell.cellId, cell.language, running.stopReason, false);
     const cpuSeconds = this.#config.cellCpuSeconds || submission.timeoutSeconds;
+    const kernelState = (state: 'busy' | 'idle') =>
+      this.#feed.publish(submission.notebookId, { type: 'kernel.state', language: cell.language, state });
+    kernelState('busy');
     const exec = await acquired.kernel.execute(cell.code, {
       timeoutMs: submission.timeoutSeconds * 1000,
       cpuTimeMs: cpuSeconds * 1000,
@@ -264,6 +282,7 @@ export class Engine {
       maxOutputBytes: this.#config.maxOutputBytes,
       onStream,
     });
+    if (acquired.kernel.state === 'idle') kernelState('idle');
     const result = toCellResult(exec, {
       cpuSeconds,
       cellId: cell.cellId,
@@ -275,15 +294,17 @@ export class Engine {
     return result;
   }
 
-  /** Records a live event (for streams that resume) and announces it. */
-  #emit(event: SubmissionEvent): void {
+  /** Records a live event (for streams that resume) and announces it, also to the notebook. */
+  #emit(notebookId: string, event: SubmissionEvent): void {
     this.#logs.get(event.submissionId)?.push(event);
     this.#bus.publish(submissionTopic(event.submissionId), event);
+    const { id, ...rest } = event;
+    this.#feed.publish(notebookId, { ...rest, eventId: id });
   }
 
   /** Called once the final state is in the Store; `results` is how many it holds. */
-  #announceFinished(submissionId: string, state: SubmissionState, results: number): void {
-    this.#emit({
+  #announceFinished(notebookId: string, submissionId: string, state: SubmissionState, results: number): void {
+    this.#emit(notebookId, {
       type: 'submission.finished',
       id: eventId(results, 0),
       submissionId,
@@ -345,7 +366,7 @@ export class Engine {
         criticalResult(cell.cellId, cell.language, text, false),
       );
       await this.#store.finishSubmission(submission.id, 'failed', now, why);
-      this.#announceFinished(submission.id, 'failed', submission.results.length + 1);
+      this.#announceFinished(submission.notebookId, submission.id, 'failed', submission.results.length + 1);
     }
   }
 }

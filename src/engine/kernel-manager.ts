@@ -18,6 +18,14 @@ export interface AcquiredKernel {
   contextLost: boolean;
 }
 
+/** A kernel's state changed: starting (restarted when the notebook had lost its context), idle, dead. */
+export interface KernelStateChange {
+  notebookId: string;
+  language: Language;
+  state: 'starting' | 'restarted' | 'idle' | 'busy' | 'dead';
+  contextLost?: boolean;
+}
+
 export class KernelManager {
   readonly #sandbox: Sandbox;
   readonly #drivers: Record<Language, KernelDriver>;
@@ -31,12 +39,16 @@ export class KernelManager {
   readonly #stopping = new Set<Kernel>();
   #closed = false;
 
+  readonly #onState: (change: KernelStateChange) => void;
+
   constructor(
     sandbox: Sandbox,
     drivers: Record<Language, KernelDriver>,
     config: Config,
     log: FastifyBaseLogger,
+    onState: (change: KernelStateChange) => void = () => {},
   ) {
+    this.#onState = onState;
     this.#sandbox = sandbox;
     this.#drivers = drivers;
     this.#config = config;
@@ -63,6 +75,18 @@ export class KernelManager {
     return { kernel, contextLost };
   }
 
+  /** Interrupts the notebook's busy kernels; false when none was busy. */
+  interrupt(notebookId: string): boolean {
+    let any = false;
+    for (const kernel of this.#kernels.values()) {
+      if (kernel.notebookId === notebookId && kernel.state === 'busy') {
+        kernel.interrupt();
+        any = true;
+      }
+    }
+    return any;
+  }
+
   /** Kills the notebook's kernels; its next cell starts a fresh context. */
   async reset(notebookId: string): Promise<void> {
     // A kernel still starting belongs to the old context too: wait for it, then stop it.
@@ -82,6 +106,13 @@ export class KernelManager {
   async #start(key: string, notebookId: string, language: Language): Promise<Kernel> {
     if (!isSafeId(notebookId)) throw new Error(`unsafe notebook id ${JSON.stringify(notebookId)}`);
     await this.#makeRoom();
+    const lost = this.#lost.has(key);
+    this.#onState({
+      notebookId,
+      language,
+      state: lost ? 'restarted' : 'starting',
+      ...(lost ? { contextLost: true } : {}),
+    });
     const config = this.#config;
     const starting = Kernel.start(this.#sandbox, this.#drivers[language], {
       notebookId,
@@ -105,7 +136,9 @@ export class KernelManager {
     try {
       const kernel = await starting;
       this.#kernels.set(key, kernel);
+      this.#onState({ notebookId, language, state: 'idle' });
       void kernel.exited.then(() => {
+        this.#onState({ notebookId, language, state: 'dead', contextLost: true });
         if (this.#kernels.get(key) === kernel) this.#kernels.delete(key);
         if (!this.#stopping.delete(kernel)) this.#lost.add(key);
       });

@@ -1,0 +1,84 @@
+/**
+ * NotebookFeed: everything that happens in a notebook (events of all its submissions, kernel
+ * states), numbered per notebook, with a bounded backlog so a client can resume from the last
+ * event it got. A client further behind than the backlog is told to resynchronise (fetch the
+ * state, then follow) instead of the server keeping an unbounded history.
+ */
+import type { EventBus } from '../queue/queue.ts';
+
+export interface FeedEvent {
+  seq: number;
+  notebookId: string;
+  type: string;
+  [field: string]: unknown;
+}
+
+const MAX_EVENTS = 2000;
+const MAX_BYTES = 4 << 20;
+
+interface Backlog {
+  events: { event: FeedEvent; bytes: number }[];
+  bytes: number;
+  next: number;
+}
+
+export const notebookTopic = (id: string) => `notebook:${id}`;
+
+export class NotebookFeed {
+  readonly #bus: EventBus;
+  readonly #backlogs = new Map<string, Backlog>();
+
+  constructor(bus: EventBus) {
+    this.#bus = bus;
+  }
+
+  publish(notebookId: string, event: { type: string; [field: string]: unknown }): void {
+    let backlog = this.#backlogs.get(notebookId);
+    if (!backlog) this.#backlogs.set(notebookId, (backlog = { events: [], bytes: 0, next: 1 }));
+    const full: FeedEvent = { ...event, seq: backlog.next++, notebookId };
+    const bytes = JSON.stringify(full).length;
+    backlog.events.push({ event: full, bytes });
+    backlog.bytes += bytes;
+    while (backlog.events.length > MAX_EVENTS || (backlog.bytes > MAX_BYTES && backlog.events.length > 1)) {
+      backlog.bytes -= backlog.events.shift()!.bytes;
+    }
+    this.#bus.publish(notebookTopic(notebookId), full);
+  }
+
+  /** Events after `lastSeq`, or 'resync' when some of them are no longer kept. */
+  since(notebookId: string, lastSeq: number): FeedEvent[] | 'resync' {
+    const backlog = this.#backlogs.get(notebookId);
+    if (!backlog) return lastSeq === 0 ? [] : 'resync';
+    if (lastSeq >= backlog.next) return 'resync'; // an id from before a restart
+    const oldest = backlog.events[0]?.event.seq ?? backlog.next;
+    if (lastSeq > 0 && lastSeq < oldest - 1) return 'resync';
+    return backlog.events.filter((e) => e.event.seq > lastSeq).map((e) => e.event);
+  }
+
+  /**
+   * Delivers events after `lastSeq` once each, then live ones, until the returned function is
+   * called. When the backlog no longer reaches back that far, `onResync` first, then all it has.
+   */
+  follow(
+    notebookId: string,
+    lastSeq: number,
+    onEvent: (event: FeedEvent) => void,
+    onResync: () => void,
+  ): () => void {
+    let last = lastSeq;
+    const deliver = (event: FeedEvent) => {
+      if (event.seq <= last) return;
+      last = event.seq;
+      onEvent(event);
+    };
+    const unsubscribe = this.#bus.subscribe(notebookTopic(notebookId), (e) => deliver(e as FeedEvent));
+    let backlog = this.since(notebookId, lastSeq);
+    if (backlog === 'resync') {
+      onResync();
+      last = 0;
+      backlog = this.since(notebookId, 0) as FeedEvent[];
+    }
+    for (const event of backlog) deliver(event);
+    return unsubscribe;
+  }
+}

@@ -83,6 +83,18 @@ export const ConfigSchema = Type.Object({
   maxUploadBytes: Int(256 * 1048576, 'Largest file upload into a workspace, bytes.', 1),
   kernelTmpMb: Int(64, 'Size of the private /tmp and /dev/shm of each kernel, MiB.', 1),
   maxKernels: Int(64, 'Live kernels per machine; the least recently used idle one is stopped beyond it.', 1),
+  cullIdleSeconds: Int(
+    3600,
+    'Stop a kernel idle this long (its notebook then starts fresh, and is told so); 0: never.',
+    0,
+  ),
+  cullIdleSecondsPython: Int(0, 'cullIdleSeconds for Python kernels; 0: the general one.', 0),
+  cullIdleSecondsJavascript: Int(0, 'cullIdleSeconds for JavaScript kernels; 0: the general one.', 0),
+  cullIntervalSeconds: Int(60, 'How often idle kernels are looked for.', 1),
+  cullBusy: Type.Boolean({
+    default: false,
+    description: 'Also stop kernels busy with one cell for longer than the idle timeout.',
+  }),
   maxConcurrentNotebooks: Int(8, 'Notebooks whose cells run at the same time.', 1),
   maxCellsPerSubmission: Int(1000, 'Cells one submission may carry.', 1),
   bodyLimitBytes: Int(5 * 1024 * 1024, 'Largest request body accepted.', 1024),

@@ -85,6 +85,7 @@ export class Engine {
   async init(): Promise<void> {
     await this.#failUnfinished('the server restarted before this submission finished');
     this.#queue.process((task) => this.#run(task));
+    this.#kernels.startCulling();
   }
 
   async submit(input: SubmitInput): Promise<string> {

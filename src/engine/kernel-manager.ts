@@ -38,6 +38,7 @@ export class KernelManager {
   /** Kernels being stopped on purpose (reset, eviction, shutdown). */
   readonly #stopping = new Set<Kernel>();
   #closed = false;
+  #cullTimer: NodeJS.Timeout | undefined;
 
   readonly #onState: (change: KernelStateChange) => void;
 
@@ -97,7 +98,38 @@ export class KernelManager {
     await Promise.all(kernels.map((k) => this.#stop(k, 'the notebook was reset')));
   }
 
+  /**
+   * Starts culling: every cullIntervalSeconds, kernels idle (or, with cullBusy, busy) for
+   * longer than their language's timeout are stopped. Their notebooks lose their context, and
+   * the next result and the feed say so.
+   */
+  startCulling(): void {
+    const config = this.#config;
+    const timeouts: Record<Language, number> = {
+      python: config.cullIdleSecondsPython || config.cullIdleSeconds,
+      javascript: config.cullIdleSecondsJavascript || config.cullIdleSeconds,
+    };
+    if (!Object.values(timeouts).some((t) => t > 0)) return;
+    this.#cullTimer = setInterval(() => {
+      const now = Date.now();
+      for (const kernel of this.#kernels.values()) {
+        const timeout = timeouts[kernel.language];
+        const cullable = kernel.state === 'idle' || (config.cullBusy && kernel.state === 'busy');
+        if (
+          timeout > 0 &&
+          cullable &&
+          now - kernel.lastActivity > timeout * 1000 &&
+          !this.#stopping.has(kernel)
+        ) {
+          this.#log.info({ kernelId: kernel.id, notebookId: kernel.notebookId }, 'culling idle kernel');
+          void kernel.kill(`the kernel was ${kernel.state} for more than ${timeout} s and was stopped`);
+        }
+      }
+    }, config.cullIntervalSeconds * 1000).unref();
+  }
+
   async close(): Promise<void> {
+    clearInterval(this.#cullTimer);
     this.#closed = true;
     await Promise.allSettled(this.#starting.values());
     await Promise.all([...this.#kernels.values()].map((k) => this.#stop(k, 'the server is shutting down')));

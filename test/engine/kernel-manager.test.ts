@@ -64,4 +64,23 @@ describe('kernel manager', () => {
       await app.close();
     }
   });
+
+  it('culls idle kernels, and the next cell says the context was lost', async () => {
+    const app = await startApp({ cullIdleSeconds: 1, cullIntervalSeconds: 1 });
+    try {
+      const nb = notebookId();
+      await run(app, nb, ['v = 1']);
+      let active = true;
+      for (let i = 0; i < 50 && active; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        active = (await app.inject(`/notebookstatus/${nb}`)).json().active;
+      }
+      expect(active).toBe(false);
+      const after = await run(app, nb, ['print("fresh")', 'v'], { stopOnError: false });
+      expect(after.results[0]).toMatchObject({ type: 'output', output: 'fresh\n', contextLost: true });
+      expect(after.results[1]!.output).toMatch(/NameError/);
+    } finally {
+      await app.close();
+    }
+  });
 });

@@ -18,6 +18,7 @@ export const ERRORS = {
   FILE_PATH_INVALID: { status: 400, message: 'The path is not a valid workspace path' },
   FILE_TOO_LARGE: { status: 413, message: 'The upload is larger than the server accepts' },
   FILE_NO_SPACE: { status: 507, message: "The notebook's workspace is full" },
+  STDIN_NOT_WAITING: { status: 409, message: 'No cell of this notebook is waiting for input' },
   FORMAT_INVALID_PYTHON: { status: 400, message: 'The code is not valid Python' },
   AUTH_REQUIRED: { status: 401, message: 'A valid bearer token is required' },
   SHUTTING_DOWN: { status: 503, message: 'The server is shutting down' },

@@ -54,6 +54,27 @@ export function notebookStreamRoutes(engine: Engine, feed: NotebookFeed) {
       },
     );
 
+    app.post<{ Params: { notebookId: string }; Body: { value: string } }>(
+      '/api/v1/notebooks/:notebookId/stdin',
+      {
+        schema: {
+          tags,
+          summary: 'Answer the input() a cell of the notebook waits for (see input.requested)',
+          params,
+          body: Type.Object({ value: Type.String({ maxLength: 1 << 20 }) }),
+          response: {
+            200: Type.Object({ delivered: Type.Boolean() }),
+            409: Type.Ref('Error'),
+            ...errorResponses,
+          },
+        },
+      },
+      async (req) => {
+        if (!engine.stdin(req.params.notebookId, req.body.value)) throw new RuncellError('STDIN_NOT_WAITING');
+        return { delivered: true };
+      },
+    );
+
     app.get<{ Params: { notebookId: string }; Querystring: { lastEventId?: string } }>(
       '/api/v1/notebooks/:notebookId/ws',
       {
@@ -107,12 +128,17 @@ export function notebookStreamRoutes(engine: Engine, feed: NotebookFeed) {
                   ([, v]) => v !== undefined,
                 ),
               );
-              const submissionId = await engine.submit(validateExecute(body));
+              const submissionId = await engine.submit({ ...validateExecute(body), interactive: true });
               reply({ type: 'submitted', requestId, submissionId });
+            } else if (message?.type === 'stdin') {
+              if (typeof message.value !== 'string')
+                throw new RuncellError('REQUEST_INVALID', 'value must be a string');
+              if (!engine.stdin(notebookId, message.value)) throw new RuncellError('STDIN_NOT_WAITING');
+              reply({ type: 'stdin.accepted', requestId });
             } else if (message?.type === 'interrupt') {
               reply({ type: 'interrupted', requestId, interrupted: engine.interrupt(notebookId) });
             } else {
-              reply({ type: 'error', requestId, error: 'type must be "execute" or "interrupt"' });
+              reply({ type: 'error', requestId, error: 'type must be "execute", "stdin" or "interrupt"' });
             }
           } catch (err) {
             reply({ type: 'error', requestId, error: (err as Error).message });

@@ -37,6 +37,8 @@ export interface SubmitInput {
   timeout?: number;
   language?: string;
   stopOnError?: boolean;
+  /** Submitted by a client that answers input() (the notebook WebSocket). */
+  interactive?: boolean;
 }
 
 export interface EngineDeps {
@@ -68,6 +70,10 @@ export class Engine {
   readonly #running = new Map<string, Running>();
   /** Live events of running submissions, for streams that start or resume mid-way. */
   readonly #logs = new Map<string, SubmissionEvent[]>();
+  /** Submissions whose client answers input(); other cells get EOFError from it at once. */
+  readonly #interactive = new Set<string>();
+  /** The input() a notebook's running cell waits for. */
+  readonly #inputs = new Map<string, (value: string | null) => void>();
   #closing: string | undefined;
   #closed: Promise<void> | undefined;
 
@@ -113,6 +119,7 @@ export class Engine {
       stopOnError: input.stopOnError ?? true,
       createdAt: new Date().toISOString(),
     });
+    if (input.interactive) this.#interactive.add(id);
     await this.#queue.add({ id, lane: input.notebookId });
     return id;
   }
@@ -155,6 +162,15 @@ export class Engine {
       await this.#store.finishSubmission(task.id, 'cancelled', now, 'the notebook was reset before it ran');
       this.#announceFinished(notebookId, task.id, 'cancelled', 0);
     }
+  }
+
+  /** Gives the line to the notebook's cell waiting in input(); false when none waits. */
+  stdin(notebookId: string, value: string): boolean {
+    const resolve = this.#inputs.get(notebookId);
+    if (!resolve) return false;
+    this.#inputs.delete(notebookId);
+    resolve(value);
+    return true;
   }
 
   /** Interrupts the notebook's running cell, if any (as a timeout would, without the limit). */
@@ -237,6 +253,7 @@ export class Engine {
       this.#running.delete(submission.notebookId);
     }
     await this.#store.finishSubmission(submission.id, state, new Date().toISOString(), reason);
+    this.#interactive.delete(submission.id);
     this.#announceFinished(submission.notebookId, submission.id, state, seq);
   }
 
@@ -272,6 +289,14 @@ export class Engine {
     // A reset or shutdown while the kernel started: do not run the cell in a context being torn down.
     if (running.stopReason) return criticalResult(cell.cellId, cell.language, running.stopReason, false);
     const cpuSeconds = this.#config.cellCpuSeconds || submission.timeoutSeconds;
+    const notebookId = submission.notebookId;
+    const onInput = this.#interactive.has(submission.id)
+      ? (prompt: string, password: boolean) =>
+          new Promise<string | null>((resolve) => {
+            this.#inputs.set(notebookId, resolve);
+            this.#feed.publish(notebookId, { type: 'input.requested', ...base, prompt, password });
+          })
+      : undefined;
     const kernelState = (state: 'busy' | 'idle') =>
       this.#feed.publish(submission.notebookId, { type: 'kernel.state', language: cell.language, state });
     kernelState('busy');
@@ -282,7 +307,10 @@ export class Engine {
       graceMs: this.#config.interruptGraceMs,
       maxOutputBytes: this.#config.maxOutputBytes,
       onStream,
+      onInput,
     });
+    this.#inputs.get(notebookId)?.(null); // a request the cell stopped waiting for (interrupted)
+    this.#inputs.delete(notebookId);
     if (acquired.kernel.state === 'idle') kernelState('idle');
     const result = toCellResult(exec, {
       cpuSeconds,

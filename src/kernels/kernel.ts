@@ -46,6 +46,8 @@ export interface ExecOptions {
   maxOutputBytes: number;
   /** Sees the cell's output as it arrives. */
   onStream?: StreamListener;
+  /** Answers the cell's input() calls: a line, or null for "no input available". */
+  onInput?: (prompt: string, password: boolean) => Promise<string | null>;
 }
 
 export interface KernelOptions {
@@ -60,10 +62,13 @@ export interface KernelOptions {
 
 const DIAGNOSTIC_TAIL_BYTES = 4096;
 const CHANNEL_CLOSED_GRACE_MS = 250;
+const NO_INPUT =
+  'input() needs an interactive client: run the cell over the notebook WebSocket and answer input.requested';
 
 interface RunningCell {
   id: number;
   output: OutputBuffer;
+  onInput: ExecOptions['onInput'];
   resolve: (outcome: ExecOutcome) => void;
 }
 
@@ -154,7 +159,9 @@ export class Kernel {
     let limit: ExecResult['limit'];
     let graceTimer: NodeJS.Timeout | undefined;
     let cpuTimer: NodeJS.Timeout | undefined;
-    const outcome = new Promise<ExecOutcome>((resolve) => (this.#running = { id, output, resolve }));
+    const outcome = new Promise<ExecOutcome>(
+      (resolve) => (this.#running = { id, output, resolve, onInput: options.onInput }),
+    );
     const stop = (why: 'timeout' | 'cpu-time') => {
       if (limit) return;
       limit = why;
@@ -235,6 +242,24 @@ export class Kernel {
           this.#running.output.append(event.name === 'stderr' ? 'stderr' : 'stdout', event.text);
         }
         return;
+      case 'input_request': {
+        const running = this.#running;
+        if (running?.id !== event.id) return;
+        const answer = running.onInput?.(event.prompt, event.password) ?? Promise.resolve(null);
+        void answer.then(
+          (value) => {
+            // Only the same cell, still waiting, gets the line (it may have been interrupted).
+            if (this.#running !== running) return;
+            this.#send(
+              value === null
+                ? { type: 'input_reply', id: event.id, value: null, error: NO_INPUT }
+                : { type: 'input_reply', id: event.id, value },
+            );
+          },
+          () => this.#send({ type: 'input_reply', id: event.id, value: null, error: NO_INPUT }),
+        );
+        return;
+      }
       case 'result': {
         const running = this.#running;
         if (running?.id !== event.id) return;

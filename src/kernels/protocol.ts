@@ -18,11 +18,16 @@ export const EVENT_FD = 4;
 export const MAX_FRAME_BYTES = 64 * 1024 * 1024;
 
 export type KernelRequest =
-  { type: 'execute'; id: number; code: string; maxOutputBytes: number } | { type: 'interrupt'; id: number };
+  | { type: 'execute'; id: number; code: string; maxOutputBytes: number }
+  | { type: 'interrupt'; id: number }
+  /** The answer to an input_request: a line, or null (the cell gets EOFError with `error`). */
+  | { type: 'input_reply'; id: number; value: string | null; error?: string };
 
 export type KernelEvent =
   | { type: 'ready'; language: string; version: string }
   | { type: 'stream'; id: number; name: 'stdout' | 'stderr'; text: string }
+  /** The cell called input(): it waits for an input_reply. */
+  | { type: 'input_request'; id: number; prompt: string; password: boolean }
   | {
       type: 'result';
       id: number;
@@ -114,6 +119,8 @@ export function isKernelEvent(x: unknown): x is KernelEvent {
       return typeof x.language === 'string' && typeof x.version === 'string';
     case 'stream':
       return isId(x.id) && (x.name === 'stdout' || x.name === 'stderr') && typeof x.text === 'string';
+    case 'input_request':
+      return isId(x.id) && typeof x.prompt === 'string' && typeof x.password === 'boolean';
     case 'result':
       if (!isId(x.id) || !isCount(x.dropped)) return false;
       if (x.status === 'ok') return x.value === null || typeof x.value === 'string';

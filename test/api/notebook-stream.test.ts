@@ -141,4 +141,64 @@ describe('notebook feed', () => {
     const resumed = await read({ 'last-event-id': String(all[2]![0]) });
     expect(resumed).toEqual(all.slice(3));
   });
+
+  it('asks the interactive client for input(), over the WebSocket or POST .../stdin', async () => {
+    const nb = notebookId();
+    const client = await connect(nb);
+    client.send({
+      type: 'execute',
+      cells: [{ cellId: 'ask', code: "name = input('Name? ')\nprint('hi', name)" }],
+    });
+    const asked = await client.next((m) => m.type === 'input.requested');
+    expect(asked).toMatchObject({ cellId: 'ask', prompt: 'Name? ', password: false });
+    client.send({ type: 'stdin', value: 'Ann', requestId: 's1' });
+    expect((await client.next((m) => m.requestId === 's1')).type).toBe('stdin.accepted');
+    const done = await client.next((m) => m.type === 'cell.finished' && m.cellId === 'ask');
+    expect(done.result!.output).toBe('Name? Ann\nhi Ann\n');
+
+    client.send({ type: 'execute', cells: [{ cellId: 'again', code: 'print(input() * 2)' }] });
+    await client.next((m) => m.type === 'input.requested' && m.cellId === 'again');
+    const post = await fetch(`http://127.0.0.1:${port}/api/v1/notebooks/${nb}/stdin`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ value: 'ab' }),
+    });
+    expect(await post.json()).toEqual({ delivered: true });
+    expect(
+      (await client.next((m) => m.type === 'cell.finished' && m.cellId === 'again')).result!.output,
+    ).toBe('ab\nabab\n');
+    const late = await fetch(`http://127.0.0.1:${port}/api/v1/notebooks/${nb}/stdin`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ value: 'nobody asked' }),
+    });
+    expect(late.status).toBe(409);
+    expect((await late.json()).code).toBe('RUNCELL_ERR_STDIN_NOT_WAITING');
+    client.socket.close();
+  });
+
+  it('ends a cell waiting for input at its timeout, and the kernel goes on', async () => {
+    const nb = notebookId();
+    const client = await connect(nb);
+    client.send({
+      type: 'execute',
+      timeout: 1,
+      cells: [{ cellId: 'wait', code: "x = 1\ninput('never answered')" }],
+    });
+    const done = await client.next((m) => m.type === 'cell.finished' && m.cellId === 'wait');
+    expect(done.result).toMatchObject({ type: 'error', timedOut: true });
+    client.send({ type: 'execute', cells: [{ cellId: 'next', code: 'x' }] });
+    expect((await client.next((m) => m.type === 'cell.finished' && m.cellId === 'next')).result!.output).toBe(
+      '1',
+    );
+    client.socket.close();
+  });
+
+  it('fails input() at once, with a clear error, for a cell submitted without an interactive client', async () => {
+    const id = await submit(app, { notebookId: notebookId(), cells: [{ cellId: 'a', code: "input('? ')" }] });
+    const status = await finalStatus(app, id);
+    expect(status.results[0]!.type).toBe('error');
+    expect(status.results[0]!.output).toMatch(/EOFError: input\(\) needs an interactive client/);
+    expect(status.results[0]!.timedOut).toBe(false);
+  });
 });

@@ -524,6 +524,8 @@ def _handle_request(message):
     kind = message.get("type")
     if kind == "execute":
         REQUESTS.put(message)
+    elif kind == "input_reply":
+        INPUTS.put(message)
     elif kind == "interrupt":
         with S.state_lock:
             cell = S.exec_id
@@ -573,6 +575,29 @@ def _after_fork_in_child():
 # Cells
 
 
+def _input(prompt="", password=False):
+    """input(): the server asks the notebook's interactive client for a line.
+
+    Waits in the main thread, so an interrupt (or the cell's timeout) ends the wait with
+    KeyboardInterrupt; a cell without an interactive client gets EOFError at once.
+    """
+    prompt = str(prompt)
+    cell = S.cur_id
+    with S.out_lock:
+        _drain_locked(SYNC_DRAIN_BYTES)
+        _flush_locked()  # what the cell printed before the prompt arrives before the request
+    while not INPUTS.empty():  # replies meant for an earlier, interrupted request
+        INPUTS.get_nowait()
+    _send({"type": "input_request", "id": cell, "prompt": prompt, "password": bool(password)})
+    reply = INPUTS.get()
+    value = reply.get("value")
+    if not isinstance(value, str):
+        raise EOFError(reply.get("error") or "no input available")
+    if not password:
+        _emit("stdout", prompt + value + "\n")  # as a terminal would have echoed it
+    return value
+
+
 def _prepare_cell():
     """Undoes what a previous cell may have broken in the driver's environment."""
     out = S.stdout
@@ -589,6 +614,7 @@ def _prepare_cell():
         sys.modules["__main__"] = USER_MODULE
     if _getsignal(_SIGINT) is not _on_sigint:
         _signal(_SIGINT, _on_sigint)
+    builtins.input = _input
 
 
 def _suppressed(node, lines):
@@ -838,6 +864,7 @@ for _fd in (REQUEST_FD, EVENT_FD):
     except OSError:
         pass
 REQUESTS = queue.SimpleQueue()
+INPUTS = queue.SimpleQueue()  # input_reply messages, for _input on the main thread
 
 USER_MODULE = types.ModuleType("__main__")
 USER_NS = USER_MODULE.__dict__

@@ -130,6 +130,8 @@ class _State:
         self.dropped = 0
         self.pending = []  # [[name, [text, ...]], ...] in write order
         self.pending_bytes = 0
+        self.last_flush = 0.0
+        self.flush_now = False  # the pump is asked to send the buffer without waiting
         self.wake_sent = False
         self.fd_decoder = _utf8_decoder("replace")
         self.pipe_eof = False
@@ -234,6 +236,16 @@ def _append_locked(name, text):
     S.pending_bytes += n
     if S.pending_bytes >= FLUSH_BYTES:
         _flush_locked()
+    elif text.endswith("\n") and not S.flush_now and _monotonic() - S.last_flush >= FLUSH_INTERVAL:
+        # Leading edge: a line after a quiet spell goes out at once (a cell that prints now and
+        # then is seen live), sent by the pump so the cell's thread is not held up; a flood is
+        # still batched, FLUSH_INTERVAL after the last send.
+        S.flush_now = True
+        S.wake_sent = True
+        try:
+            _write(WAKE_W, b"\0")
+        except OSError:
+            pass
     elif not S.wake_sent:
         S.wake_sent = True
         try:
@@ -247,6 +259,8 @@ def _flush_locked():
     pending = S.pending
     if not pending:
         return
+    S.last_flush = _monotonic()
+    S.flush_now = False
     S.pending = []
     S.pending_bytes = 0
     cell = S.cur_id
@@ -473,7 +487,9 @@ def _pump():
                         _read(WAKE_R, 4096)
                     except OSError:
                         pass
-                    if deadline is None:
+                    if S.flush_now:
+                        deadline = _monotonic()
+                    elif deadline is None:
                         deadline = _monotonic() + FLUSH_INTERVAL
                 elif pipe_registered:
                     with S.out_lock:

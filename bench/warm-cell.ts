@@ -1,0 +1,109 @@
+/**
+ * Warm cell latency: sequential `x += 1` cells into one notebook, submit → final result, through
+ * runcell's public paths (POST /api/submit + long-poll GET /api/status?wait, and the notebook
+ * WebSocket), against the floor: the same sandboxed kernel driven directly over its pipe by the
+ * Kernel class (no HTTP, no store). Interleaved in one run.
+ *
+ *   node --import tsx bench/warm-cell.ts [cells]
+ */
+import { chmodSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import type { FastifyBaseLogger } from 'fastify';
+import WebSocket from 'ws';
+import { buildApp } from '../src/app.ts';
+import { loadConfig } from '../src/config.ts';
+import { Kernel } from '../src/kernels/kernel.ts';
+import { PythonDriver } from '../src/kernels/python/python-driver.ts';
+import { BwrapSandbox } from '../src/sandbox/bwrap-sandbox.ts';
+
+const CELLS = Number(process.argv[2] ?? 500);
+const dataDir = mkdtempSync(join(tmpdir(), 'runcell-bench-'));
+chmodSync(dataDir, 0o711);
+const app = await buildApp(loadConfig({}, [], { dataDir, logLevel: 'silent', sandboxUidBase: 64300 }));
+await app.listen({ host: '127.0.0.1', port: 0 });
+const address = app.server.address();
+const port = typeof address === 'object' && address ? address.port : 0;
+const base = `http://127.0.0.1:${port}`;
+
+async function viaHttp(code: string): Promise<number> {
+  const t = performance.now();
+  const res = await fetch(`${base}/api/submit`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ notebookId: 'bench-http', cells: [{ cellId: 'c', code }] }),
+  });
+  const { submissionId } = (await res.json()) as { submissionId: string };
+  const status = (await (await fetch(`${base}/api/status/${submissionId}?wait=30`)).json()) as {
+    status: string;
+  };
+  if (status.status !== 'success') throw new Error(`cell failed: ${JSON.stringify(status)}`);
+  return performance.now() - t;
+}
+
+const socket = new WebSocket(`ws://127.0.0.1:${port}/api/v1/notebooks/bench-ws/ws`);
+await new Promise((resolve) => socket.once('open', resolve));
+let onFinished: (() => void) | undefined;
+socket.on('message', (data) => {
+  if ((JSON.parse(data.toString()) as { type: string }).type === 'submission.finished') onFinished?.();
+});
+function viaWebSocket(code: string): Promise<number> {
+  const t = performance.now();
+  return new Promise((resolve) => {
+    onFinished = () => resolve(performance.now() - t);
+    socket.send(JSON.stringify({ type: 'execute', cells: [{ cellId: 'c', code }] }));
+  });
+}
+
+const log = pino({ level: 'silent' }) as unknown as FastifyBaseLogger;
+const sandbox = new BwrapSandbox({ uidBase: 64310, uidCount: 2, instance: 'bench-warm', log });
+await sandbox.init();
+const kernel = await Kernel.start(sandbox, new PythonDriver('/usr/bin/python3'), {
+  notebookId: 'floor',
+  workspace: join(dataDir, 'floor'),
+  limits: {
+    memoryBytes: 512 << 20,
+    maxProcesses: 64,
+    tmpBytes: 64 << 20,
+    cpus: 1,
+    openFiles: 1024,
+    fileBytes: 1 << 30,
+  },
+  network: false,
+  log,
+});
+async function viaPipe(code: string): Promise<number> {
+  const t = performance.now();
+  await kernel.execute(code, {
+    timeoutMs: 30_000,
+    cpuTimeMs: 0,
+    cpuCores: 1,
+    graceMs: 1000,
+    maxOutputBytes: 1 << 20,
+  });
+  return performance.now() - t;
+}
+
+const quantile = (xs: number[], q: number) =>
+  [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * q))]!;
+for (const run of [viaHttp, viaWebSocket, viaPipe]) await run('x = 0'); // start the kernels
+const results: Record<string, number[]> = { http: [], websocket: [], pipe: [] };
+for (let i = 0; i < CELLS; i++) {
+  const code = i % 2 === 0 ? 'x += 1' : 'print(1)';
+  results.http!.push(await viaHttp(code));
+  results.websocket!.push(await viaWebSocket(code));
+  results.pipe!.push(await viaPipe(code));
+}
+socket.close();
+await kernel.kill();
+await sandbox.close();
+await app.close();
+const floor = quantile(results.pipe!, 0.5);
+console.log(`cells: ${CELLS} per path (x += 1 and print(1) alternating), interleaved`);
+for (const [path, xs] of Object.entries(results)) {
+  const median = quantile(xs, 0.5);
+  console.log(
+    `${path.padEnd(10)} median ${median.toFixed(3)} ms, p99 ${quantile(xs, 0.99).toFixed(3)} ms, ${(median / floor).toFixed(1)}× the pipe`,
+  );
+}

@@ -35,11 +35,15 @@ import { ensureWorkspaceRoot, resolveWorkspaceRoot } from './sandbox/workspace.t
 import { SqliteStore } from './store/sqlite-store.ts';
 
 const PUBLIC_PATHS = ['/healthz', '/docs', '/openapi.json'];
+const WS_TOKEN_PREFIX = 'runcell.bearer.';
 
 export async function buildApp(config: Config): Promise<FastifyInstance> {
   const app = Fastify({
     logger: { level: config.logLevel },
     bodyLimit: config.bodyLimitBytes,
+    // On close, drop connections still open (long-polls, streams, refused upgrades) instead of
+    // waiting on them: their work is recorded as final by engine.close().
+    forceCloseConnections: true,
     // Bodies are validated as sent: "3" is not a cellId of 3, and a number is not a string.
     ajv: { customOptions: { coerceTypes: false, allErrors: false } },
   });
@@ -136,7 +140,13 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
   );
 
   await app.register(pennantRoutes(engine, undefined));
-  await app.register(websocket, { options: { maxPayload: config.bodyLimitBytes } });
+  await app.register(websocket, {
+    options: {
+      maxPayload: config.bodyLimitBytes,
+      // The handshake must name the subprotocol a browser offered (it carried the token).
+      handleProtocols: (protocols) => [...protocols].find((p) => p.startsWith(WS_TOKEN_PREFIX)) ?? false,
+    },
+  });
   await app.register(eventRoutes(engine));
   await app.register(notebookStreamRoutes(engine, feed));
   await app.register(fileRoutes(engine, new WorkspaceFiles(sandbox, withWorkspaces)));
@@ -151,9 +161,26 @@ function installBearerAuth(app: FastifyInstance, token: string): void {
   app.addHook('onRequest', async (req, reply) => {
     const path = req.url.split('?')[0]!;
     if (req.method === 'OPTIONS' || PUBLIC_PATHS.some((p) => path === p || path.startsWith(`${p}/`))) return;
-    const given = Buffer.from(req.headers.authorization ?? '');
+    // Browsers cannot set headers on a WebSocket, but can offer subprotocols: runcell.bearer.<token>.
+    const offered = String(req.headers['sec-websocket-protocol'] ?? '')
+      .split(',')
+      .map((p) => p.trim())
+      .find((p) => p.startsWith(WS_TOKEN_PREFIX));
+    const given = Buffer.from(
+      offered ? `Bearer ${offered.slice(WS_TOKEN_PREFIX.length)}` : (req.headers.authorization ?? ''),
+    );
     if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
-      return reply.code(401).send(errorBody(new RuncellError('AUTH_REQUIRED')));
+      const body = JSON.stringify(errorBody(new RuncellError('AUTH_REQUIRED')));
+      if (req.headers.upgrade) {
+        // A refused upgrade is answered on the raw socket and closed: left to Fastify, the
+        // half-upgraded connection would stay open (and hold up the server's close).
+        reply.hijack();
+        req.raw.socket.end(
+          `HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+        );
+        return reply;
+      }
+      return reply.code(401).type('application/json').send(body);
     }
   });
 }

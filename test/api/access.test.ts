@@ -1,4 +1,5 @@
 /** Who may call: CORS origins and the bearer token. */
+import WebSocket from 'ws';
 import { describe, expect, it } from 'vitest';
 import { startApp } from '../helpers.ts';
 
@@ -59,6 +60,31 @@ describe('bearer token', () => {
         headers: { authorization: 'Bearer s3cret' },
       });
       expect(ok.statusCode).toBe(200);
+    } finally {
+      await app.close();
+    }
+  });
+});
+
+describe('bearer token on the notebook WebSocket', () => {
+  it('accepts the token as a runcell.bearer.<token> subprotocol, as browsers can send it', async () => {
+    const app = await startApp({ authToken: 's3cret' });
+    try {
+      await app.listen({ host: '127.0.0.1', port: 0 });
+      const address = app.server.address();
+      const url = `ws://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}/api/v1/notebooks/nb/ws`;
+      const open = (protocols: string[]) =>
+        new Promise<string>((resolve) => {
+          const socket = new WebSocket(url, protocols);
+          socket.once('open', () => {
+            resolve(`open ${socket.protocol}`);
+            socket.close();
+          });
+          socket.once('error', (err) => resolve(`error ${err.message}`));
+        });
+      expect(await open(['runcell.bearer.s3cret'])).toBe('open runcell.bearer.s3cret');
+      expect(await open(['runcell.bearer.wrong'])).toMatch(/error .*401/);
+      expect(await open([])).toMatch(/error .*401/);
     } finally {
       await app.close();
     }

@@ -51,8 +51,16 @@ export function toCellResult(exec: ExecResult, ctx: CellContext): CellResult {
   switch (outcome.status) {
     case 'ok': {
       if (outcome.value === null) return result('output', finalText(output, ''), ctx.contextLost);
+      // A rich bundle is kept whole when it fits what is left of the budget, else text only.
+      const rich = outcome.data && { ...outcome.data, 'text/plain': outcome.value };
+      const richSize = rich ? Buffer.byteLength(JSON.stringify(rich)) : 0;
+      const keepRich = rich !== undefined && output.fits(richSize);
       const value = output.fit(outcome.value);
-      outputs.push({ output_type: 'execute_result', data: { 'text/plain': value }, metadata: {} });
+      outputs.push({
+        output_type: 'execute_result',
+        data: keepRich ? { ...rich, 'text/plain': value } : { 'text/plain': value },
+        metadata: keepRich ? (outcome.metadata ?? {}) : {},
+      });
       return result('output', finalText(output, value), ctx.contextLost);
     }
     case 'error': {

@@ -12,6 +12,7 @@ import type { EventBus, Queue, QueueTask } from '../queue/queue.ts';
 import {
   FINAL_STATES,
   type CellResult,
+  type JupyterOutput,
   type Store,
   type Submission,
   type SubmissionState,
@@ -267,14 +268,21 @@ export class Engine {
     const base = { submissionId: submission.id, cellId: cell.cellId };
     this.#emit(submission.notebookId, { type: 'cell.started', id: eventId(index, 0), index, ...base });
     let chunk = 0;
-    const onStream = (name: 'stdout' | 'stderr', text: string) =>
-      this.#emit(submission.notebookId, {
-        type: 'cell.stream',
-        id: eventId(index, ++chunk),
-        name,
-        text,
-        ...base,
-      });
+    const onOutput = (output: JupyterOutput) => {
+      const id = eventId(index, ++chunk);
+      if (output.output_type === 'stream') {
+        this.#emit(submission.notebookId, {
+          type: 'cell.stream',
+          id,
+          name: output.name,
+          text: output.text,
+          ...base,
+        });
+      } else if (output.output_type === 'display_data') {
+        const { data, metadata } = output;
+        this.#emit(submission.notebookId, { type: 'cell.display', id, data, metadata, ...base });
+      }
+    };
     let acquired;
     try {
       acquired = await this.#kernels.acquire(submission.notebookId, cell.language);
@@ -306,7 +314,7 @@ export class Engine {
       cpuCores: this.#config.kernelCpus || availableParallelism(),
       graceMs: this.#config.interruptGraceMs,
       maxOutputBytes: this.#config.maxOutputBytes,
-      onStream,
+      onOutput,
       onInput,
     });
     this.#inputs.get(notebookId)?.(null); // a request the cell stopped waiting for (interrupted)

@@ -16,6 +16,14 @@ const FINISHED = 999_999_999;
 export type SubmissionEvent =
   | { type: 'cell.started'; id: string; submissionId: string; cellId: string; index: number }
   | { type: 'cell.stream'; id: string; submissionId: string; cellId: string; name: StreamName; text: string }
+  | {
+      type: 'cell.display';
+      id: string;
+      submissionId: string;
+      cellId: string;
+      data: Record<string, unknown>;
+      metadata: Record<string, unknown>;
+    }
   | { type: 'cell.finished'; id: string; submissionId: string; cellId: string; result: CellResult }
   | { type: 'submission.finished'; id: string; submissionId: string; state: SubmissionState; status: string };
 

@@ -8,7 +8,7 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { Language } from '../engine/languages.ts';
 import type { Sandbox, SandboxExit, SandboxLimits, SandboxProcess } from '../sandbox/sandbox.ts';
 import { KERNEL_ENV, type KernelDriver } from './kernel-driver.ts';
-import { OutputBuffer, type StreamListener } from './output-buffer.ts';
+import { OutputBuffer, type OutputListener } from './output-buffer.ts';
 import {
   encodeFrame,
   FrameDecoder,
@@ -20,7 +20,7 @@ import {
 export type KernelState = 'starting' | 'idle' | 'busy' | 'dead';
 
 export type ExecOutcome =
-  | { status: 'ok'; value: string | null }
+  | { status: 'ok'; value: string | null; data?: Record<string, unknown>; metadata?: Record<string, unknown> }
   | { status: 'error'; ename: string; evalue: string; traceback: string[]; interrupted: boolean }
   /** The kernel died during the cell; `why` says how, for people. */
   | { status: 'dead'; why: string; exit: SandboxExit };
@@ -44,8 +44,8 @@ export interface ExecOptions {
   /** How long an interrupted cell may take to stop before the kernel is killed. */
   graceMs: number;
   maxOutputBytes: number;
-  /** Sees the cell's output as it arrives. */
-  onStream?: StreamListener;
+  /** Sees the cell's output (stream chunks, displays) as it arrives. */
+  onOutput?: OutputListener;
   /** Answers the cell's input() calls: a line, or null for "no input available". */
   onInput?: (prompt: string, password: boolean) => Promise<string | null>;
 }
@@ -147,7 +147,7 @@ export class Kernel {
 
   /** Runs one cell. Never rejects: a dead kernel is an outcome. */
   async execute(code: string, options: ExecOptions): Promise<ExecResult> {
-    const output = new OutputBuffer(options.maxOutputBytes, options.onStream);
+    const output = new OutputBuffer(options.maxOutputBytes, options.onOutput);
     const started = performance.now();
     if (this.#state !== 'idle') {
       const exit = await this.#proc.exited;
@@ -242,6 +242,9 @@ export class Kernel {
           this.#running.output.append(event.name === 'stderr' ? 'stderr' : 'stdout', event.text);
         }
         return;
+      case 'display':
+        if (this.#running?.id === event.id) this.#running.output.display(event.data, event.metadata ?? {});
+        return;
       case 'input_request': {
         const running = this.#running;
         if (running?.id !== event.id) return;
@@ -268,7 +271,7 @@ export class Kernel {
         if (event.dropped) running.output.addDropped(event.dropped);
         running.resolve(
           event.status === 'ok'
-            ? { status: 'ok', value: event.value }
+            ? { status: 'ok', value: event.value, data: event.data, metadata: event.metadata }
             : {
                 status: 'error',
                 ename: event.ename,

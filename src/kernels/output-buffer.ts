@@ -1,33 +1,49 @@
 import type { JupyterOutput } from '../store/store.ts';
 
 export type StreamName = 'stdout' | 'stderr';
-export type StreamListener = (name: StreamName, text: string) => void;
+/** Sees each piece of output as it is kept: a stream chunk or a display. */
+export type OutputListener = (output: JupyterOutput) => void;
+
+type Display = Extract<JupyterOutput, { output_type: 'display_data' }>;
 
 /**
- * A cell's stdout and stderr in the order written, then its value or traceback, all from one
- * budget of `maxBytes` (UTF-8) however much the cell prints: the excess is counted and dropped,
- * so the server's memory and the stored result stay bounded.
+ * A cell's stdout, stderr and displays in the order produced, then its value or traceback, all
+ * from one budget of `maxBytes` (UTF-8; a display counts as its JSON) however much the cell
+ * prints: the excess is counted and dropped, so the server's memory and the stored result stay
+ * bounded.
  */
 export class OutputBuffer {
   readonly #maxBytes: number;
-  readonly #onAppend: StreamListener | undefined;
-  readonly #streams: { name: StreamName; text: string }[] = [];
+  readonly #onOutput: OutputListener | undefined;
+  readonly #outputs: ({ output_type: 'stream'; name: StreamName; text: string } | Display)[] = [];
   #bytes = 0;
   #dropped = 0;
 
-  /** `onAppend` sees each piece of output as it is kept (live streams). */
-  constructor(maxBytes: number, onAppend?: StreamListener) {
+  constructor(maxBytes: number, onOutput?: OutputListener) {
     this.#maxBytes = maxBytes;
-    this.#onAppend = onAppend;
+    this.#onOutput = onOutput;
   }
 
   append(name: StreamName, text: string): void {
     text = this.fit(text);
     if (text.length === 0) return;
-    const last = this.#streams.at(-1);
-    if (last?.name === name) last.text += text;
-    else this.#streams.push({ name, text });
-    this.#onAppend?.(name, text);
+    const last = this.#outputs.at(-1);
+    if (last?.output_type === 'stream' && last.name === name) last.text += text;
+    else this.#outputs.push({ output_type: 'stream', name, text });
+    this.#onOutput?.({ output_type: 'stream', name, text });
+  }
+
+  /** A display is kept whole or not at all (half an image is no image). */
+  display(data: Record<string, unknown>, metadata: Record<string, unknown>): void {
+    const output: Display = { output_type: 'display_data', data, metadata };
+    const size = Buffer.byteLength(JSON.stringify(output));
+    if (size > this.#maxBytes - this.#bytes) {
+      this.#dropped += size;
+      return;
+    }
+    this.#bytes += size;
+    this.#outputs.push(output);
+    this.#onOutput?.(output);
   }
 
   /** Takes `text` out of the budget: returns what fits and counts the rest as dropped. */
@@ -41,6 +57,11 @@ export class OutputBuffer {
     return kept;
   }
 
+  /** Whether `bytes` more still fit the budget (a rich value is kept only whole). */
+  fits(bytes: number): boolean {
+    return bytes <= this.#maxBytes - this.#bytes;
+  }
+
   /** Bytes dropped by the driver (its own cap) count as dropped here too. */
   addDropped(bytes: number): void {
     this.#dropped += bytes;
@@ -50,9 +71,9 @@ export class OutputBuffer {
     return this.#dropped;
   }
 
-  /** stdout and stderr interleaved. */
+  /** stdout and stderr interleaved, with the text/plain form of each display. */
   get text(): string {
-    return this.#streams.map((s) => s.text).join('');
+    return this.#outputs.map((o) => (o.output_type === 'stream' ? o.text : plainLine(o.data))).join('');
   }
 
   /** The line that says output was dropped, or '' when nothing was. */
@@ -62,8 +83,14 @@ export class OutputBuffer {
   }
 
   get outputs(): JupyterOutput[] {
-    return this.#streams.map((s) => ({ output_type: 'stream', name: s.name, text: s.text }));
+    return this.#outputs.map((o) => ({ ...o }));
   }
+}
+
+function plainLine(data: Record<string, unknown>): string {
+  const plain = data['text/plain'];
+  if (typeof plain !== 'string' || plain === '') return '';
+  return plain.endsWith('\n') ? plain : plain + '\n';
 }
 
 /** At most `bytes` of UTF-8, never ending inside a character. */

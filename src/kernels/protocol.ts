@@ -23,17 +23,25 @@ export type KernelRequest =
   /** The answer to an input_request: a line, or null (the cell gets EOFError with `error`). */
   | { type: 'input_reply'; id: number; value: string | null; error?: string };
 
+/** mime type → content (text, base64 for binary types, or JSON for application/json). */
+export type MimeBundle = Record<string, unknown>;
+
 export type KernelEvent =
   | { type: 'ready'; language: string; version: string }
   | { type: 'stream'; id: number; name: 'stdout' | 'stderr'; text: string }
   /** The cell called input(): it waits for an input_reply. */
   | { type: 'input_request'; id: number; prompt: string; password: boolean }
+  /** display(obj): a Jupyter mime bundle (binary types base64), in order with the streams. */
+  | { type: 'display'; id: number; data: MimeBundle; metadata?: Record<string, unknown> }
   | {
       type: 'result';
       id: number;
       status: 'ok';
       /** Text form of the trailing expression's value, as a REPL shows it; null when there is none. */
       value: string | null;
+      /** The value's full mime bundle, when it has more than text/plain (rich repr). */
+      data?: MimeBundle;
+      metadata?: Record<string, unknown>;
       /** Output bytes the driver dropped because the cell passed maxOutputBytes. */
       dropped?: number;
     }
@@ -119,11 +127,19 @@ export function isKernelEvent(x: unknown): x is KernelEvent {
       return typeof x.language === 'string' && typeof x.version === 'string';
     case 'stream':
       return isId(x.id) && (x.name === 'stdout' || x.name === 'stderr') && typeof x.text === 'string';
+    case 'display':
+      return isId(x.id) && isObject(x.data) && (x.metadata === undefined || isObject(x.metadata));
     case 'input_request':
       return isId(x.id) && typeof x.prompt === 'string' && typeof x.password === 'boolean';
     case 'result':
       if (!isId(x.id) || !isCount(x.dropped)) return false;
-      if (x.status === 'ok') return x.value === null || typeof x.value === 'string';
+      if (x.status === 'ok') {
+        return (
+          (x.value === null || typeof x.value === 'string') &&
+          (x.data === undefined || isObject(x.data)) &&
+          (x.metadata === undefined || isObject(x.metadata))
+        );
+      }
       return (
         x.status === 'error' &&
         typeof x.ename === 'string' &&

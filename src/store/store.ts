@@ -23,6 +23,7 @@ export interface SubmittedCell {
 /** A Jupyter-shaped output (nbformat v4), so a notebook can be written from results without loss. */
 export type JupyterOutput =
   | { output_type: 'stream'; name: 'stdout' | 'stderr'; text: string }
+  | { output_type: 'display_data'; data: Record<string, unknown>; metadata: Record<string, unknown> }
   | { output_type: 'execute_result'; data: Record<string, unknown>; metadata: Record<string, unknown> }
   | { output_type: 'error'; ename: string; evalue: string; traceback: string[] };
 

@@ -121,6 +121,22 @@ describe('GET /api/v1/submissions/:id/events', () => {
     expect(whole.map((e) => e.event)).toEqual(['submission.finished']);
   });
 
+  it('carries display() outputs as cell.display events, in order with the streams', async () => {
+    const code =
+      "class H:\n    def _repr_html_(self): return '<i>h</i>'\nprint('a')\ndisplay(H())\nprint('b')";
+    const id = await submit(app, { notebookId: notebookId(), cells: [{ cellId: 'd', code }] });
+    const events = await readEvents(`${base}/api/v1/submissions/${id}/events`);
+    expect(events.map((e) => e.event)).toEqual([
+      'cell.started',
+      'cell.stream',
+      'cell.display',
+      'cell.stream',
+      'cell.finished',
+      'submission.finished',
+    ]);
+    expect(events[2]!.data).toMatchObject({ cellId: 'd', data: { 'text/html': '<i>h</i>' } });
+  });
+
   it('answers 404 for an unknown submission and 400 for a malformed Last-Event-ID', async () => {
     expect((await fetch(`${base}/api/v1/submissions/nope/events`)).status).toBe(404);
     const id = await submit(app, { notebookId: notebookId(), cells: [{ cellId: 'a', code: '1' }] });

@@ -163,6 +163,56 @@ describe('Python cells', () => {
   });
 });
 
+describe('rich outputs', () => {
+  const RICH = `
+class Rich:
+    def __repr__(self): return 'Rich()'
+    def _repr_html_(self): return '<b>rich</b>'
+    def _repr_png_(self): return b'\\x89PNG'
+class Bundle:
+    def _repr_mimebundle_(self, **kw): return {'text/plain': 'B', 'application/vnd.custom+json': {'a': 1}}
+`;
+  it('gives a trailing value its mime bundle, as IPython does', async () => {
+    const status = await run(app, notebookId(), [RICH, 'Rich()', 'Bundle()', '42']);
+    const [, rich, bundle, plain] = status.results;
+    expect(rich!.output).toBe('Rich()');
+    expect(rich!.outputs).toEqual([
+      {
+        output_type: 'execute_result',
+        data: {
+          'text/plain': 'Rich()',
+          'text/html': '<b>rich</b>',
+          'image/png': Buffer.from('\x89PNG', 'latin1').toString('base64'),
+        },
+        metadata: {},
+      },
+    ]);
+    expect(bundle!.outputs[0]).toMatchObject({
+      data: { 'text/plain': 'B', 'application/vnd.custom+json': { a: 1 } },
+    });
+    expect(plain!.outputs).toEqual([
+      { output_type: 'execute_result', data: { 'text/plain': '42' }, metadata: {} },
+    ]);
+  });
+
+  it('shows display() outputs in order with what the cell prints', async () => {
+    const status = await run(app, notebookId(), [
+      RICH,
+      "print('before')\ndisplay(Rich(), 7)\nprint('after')",
+    ]);
+    const result = status.results[1]!;
+    expect(result.outputs.map((o) => o.output_type)).toEqual([
+      'stream',
+      'display_data',
+      'display_data',
+      'stream',
+    ]);
+    expect(result.outputs[1]).toMatchObject({ data: { 'text/html': '<b>rich</b>', 'text/plain': 'Rich()' } });
+    expect(result.outputs[2]).toMatchObject({ data: { 'text/plain': '7' } });
+    expect(result.output).toBe('before\nRich()\n7\nafter\n');
+  });
+});
+
 describe('a notebook in two languages', () => {
   it('shares its workspace between its Python and JavaScript kernels', async () => {
     const nb = notebookId();

@@ -614,6 +614,63 @@ def _input(prompt="", password=False):
     return value
 
 
+_REPR_METHODS = (
+    ("_repr_html_", "text/html"),
+    ("_repr_markdown_", "text/markdown"),
+    ("_repr_svg_", "image/svg+xml"),
+    ("_repr_png_", "image/png"),
+    ("_repr_jpeg_", "image/jpeg"),
+    ("_repr_json_", "application/json"),
+    ("_repr_latex_", "text/latex"),
+)
+
+
+def _mime_bundle(obj):
+    """(data, metadata) as IPython's display formatter builds them: text/plain always."""
+    import base64
+
+    data, metadata = {}, {}
+    method = getattr(obj, "_repr_mimebundle_", None)
+    if callable(method) and not isinstance(obj, type):
+        bundle = method()
+        if isinstance(bundle, tuple) and len(bundle) == 2:
+            bundle, metadata = bundle
+        if isinstance(bundle, dict):
+            data.update(bundle)
+    for name, mime in _REPR_METHODS:
+        if mime in data or isinstance(obj, type):
+            continue
+        method = getattr(obj, name, None)
+        if not callable(method):
+            continue
+        value = method()
+        if isinstance(value, tuple) and len(value) == 2:
+            value, metadata[mime] = value
+        if value is None:
+            continue
+        if isinstance(value, (bytes, bytearray)):
+            value = base64.b64encode(bytes(value)).decode("ascii")
+        data[mime] = value
+    if "text/plain" not in data:
+        data["text/plain"] = repr(obj)
+    return data, metadata if isinstance(metadata, dict) else {}
+
+
+def _display(*objs, raw=False, metadata=None, **kwargs):
+    """display() as in IPython: each object as a display_data output of the running cell."""
+    for obj in objs:
+        if raw and isinstance(obj, dict):
+            data, meta = obj, metadata or {}
+        else:
+            data, meta = _mime_bundle(obj)
+        with S.out_lock:
+            if S.cur_id is None:
+                return
+            _drain_locked(SYNC_DRAIN_BYTES)
+            _flush_locked()  # the display goes after what the cell printed before it
+            _send({"type": "display", "id": S.cur_id, "data": data, "metadata": meta})
+
+
 def _prepare_cell():
     """Undoes what a previous cell may have broken in the driver's environment."""
     out = S.stdout
@@ -631,6 +688,7 @@ def _prepare_cell():
     if _getsignal(_SIGINT) is not _on_sigint:
         _signal(_SIGINT, _on_sigint)
     builtins.input = _input
+    builtins.display = _display
 
 
 def _suppressed(node, lines):
@@ -790,6 +848,7 @@ def _run_cell(request):
         S.interrupt_requested = False
 
     value = None
+    rich = None
     error = None
     try:
         S.running = True
@@ -797,9 +856,12 @@ def _run_cell(request):
             body_code, last_code = _compile_cell(code, filename, lines)
             result = _run_user(body_code, last_code)
             if result is not None:
-                value = repr(result)
+                bundle, bundle_meta = _mime_bundle(result)
+                value = bundle["text/plain"]
                 if not isinstance(value, str):
                     raise TypeError("__repr__ returned non-string")
+                if len(bundle) > 1:
+                    rich = (bundle, bundle_meta)
         finally:
             S.running = False
         if S.deferred:
@@ -821,6 +883,8 @@ def _run_cell(request):
         error = None  # drop the frames' references before the next cell
     else:
         message = {"type": "result", "id": cell, "status": "ok", "value": value}
+        if rich is not None:
+            message["data"], message["metadata"] = rich
         if value is not None:
             limit = min(cap, MAX_VALUE_BYTES)
             n = _utf8_len(value)

@@ -4,6 +4,8 @@
  * cheapest transform there is, so the comparison favours it). Both run interleaved in one
  * process on the same cells; the figure is the per-cell cost ratio.
  *
+ * It also measures what a TypeScript cell adds: the esbuild transform the server runs first.
+ *
  *   node --import tsx bench/js-repl-mode.ts
  */
 import { Session } from 'node:inspector';
@@ -52,4 +54,25 @@ console.log(`cells: ${repl.length} each, interleaved`);
 console.log(`V8 REPL mode (inspector): median ${us(median(repl))}, p99 ${us(p99(repl))}`);
 console.log(`vm + source transform:    median ${us(median(transformed))}, p99 ${us(p99(transformed))}`);
 console.log(`ratio REPL mode / transform (median): ${(median(repl) / median(transformed)).toFixed(2)}`);
+
+// TypeScript cells pay one esbuild transform each on the server before the same evaluation.
+const { TypescriptDriver } = await import('../src/kernels/typescript/typescript-driver.ts');
+const ts = new TypescriptDriver('/usr/bin/node');
+const TS_CELLS = [
+  'x += 1',
+  "const name: string = 'Bob'",
+  'interface P { a: number }\nconst p: P = { a: 1 }',
+  'enum E { A }',
+];
+const stripped: number[] = [];
+for (let round = 0; round < 1000; round++) {
+  for (const code of TS_CELLS) {
+    const t = performance.now();
+    await ts.transform(code);
+    stripped.push(performance.now() - t);
+  }
+}
+console.log(
+  `TypeScript cell, esbuild transform: median ${us(median(stripped))}, p99 ${us(p99(stripped))} (per cell, on top)`,
+);
 session.disconnect();

@@ -25,6 +25,7 @@ import { LANGUAGES } from './engine/languages.ts';
 import { errorBody, RuncellError } from './errors.ts';
 import { JavascriptDriver } from './kernels/javascript/javascript-driver.ts';
 import { PythonDriver } from './kernels/python/python-driver.ts';
+import { TypescriptDriver } from './kernels/typescript/typescript-driver.ts';
 import { MemoryEventBus } from './queue/memory-event-bus.ts';
 import { MemoryQueue } from './queue/memory-queue.ts';
 import { BwrapSandbox } from './sandbox/bwrap-sandbox.ts';
@@ -73,7 +74,11 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
   const feed = new NotebookFeed(bus);
   const kernels = new KernelManager(
     sandbox,
-    { python: new PythonDriver(config.pythonPath), javascript: new JavascriptDriver(config.nodePath) },
+    {
+      python: new PythonDriver(config.pythonPath),
+      javascript: new JavascriptDriver(config.nodePath),
+      typescript: new TypescriptDriver(config.nodePath),
+    },
     withWorkspaces,
     app.log,
     ({ notebookId, ...change }) => feed.publish(notebookId, { type: 'kernel.state', ...change }),

@@ -36,10 +36,13 @@ export const ConfigSchema = Type.Object({
     default: [],
     description: 'Browser origins allowed to call the API (comma-separated; `*` for any). None by default.',
   }),
-  defaultLanguage: Type.Union([Type.Literal('python'), Type.Literal('javascript')], {
-    default: 'python',
-    description: 'Language of cells whose submission names none.',
-  }),
+  defaultLanguage: Type.Union(
+    [Type.Literal('python'), Type.Literal('javascript'), Type.Literal('typescript')],
+    {
+      default: 'python',
+      description: 'Language of cells whose submission names none.',
+    },
+  ),
   sandbox: Type.Union([Type.Literal('bwrap'), Type.Literal('none')], {
     default: 'bwrap',
     description: 'Sandbox backend. `none` runs kernels unconfined: development only, loopback only.',
@@ -89,7 +92,11 @@ export const ConfigSchema = Type.Object({
     0,
   ),
   cullIdleSecondsPython: Int(0, 'cullIdleSeconds for Python kernels; 0: the general one.', 0),
-  cullIdleSecondsJavascript: Int(0, 'cullIdleSeconds for JavaScript kernels; 0: the general one.', 0),
+  cullIdleSecondsJavascript: Int(
+    0,
+    'cullIdleSeconds for JavaScript and TypeScript kernels; 0: the general one.',
+    0,
+  ),
   cullIntervalSeconds: Int(60, 'How often idle kernels are looked for.', 1),
   cullBusy: Type.Boolean({
     default: false,

@@ -108,6 +108,7 @@ export class KernelManager {
     const timeouts: Record<Language, number> = {
       python: config.cullIdleSecondsPython || config.cullIdleSeconds,
       javascript: config.cullIdleSecondsJavascript || config.cullIdleSeconds,
+      typescript: config.cullIdleSecondsJavascript || config.cullIdleSeconds,
     };
     if (!Object.values(timeouts).some((t) => t > 0)) return;
     this.#cullTimer = setInterval(() => {

@@ -1,5 +1,5 @@
 /** Languages with a built-in kernel. */
-export const LANGUAGES = ['python', 'javascript'] as const;
+export const LANGUAGES = ['python', 'javascript', 'typescript'] as const;
 export type Language = (typeof LANGUAGES)[number];
 
 export const isLanguage = (value: string): value is Language =>

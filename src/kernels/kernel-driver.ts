@@ -5,6 +5,17 @@ export interface KernelDriver {
   readonly language: Language;
   /** Command line inside the sandbox. */
   argv(limits: { memoryBytes: number }): string[];
+  /**
+   * Turns a cell into what the kernel runs (TypeScript → JavaScript), on the server; a cell that
+   * does not compile is the cell's error, never the kernel's.
+   */
+  transform?(code: string): Promise<{ code: string } | { error: CellError }>;
+}
+
+export interface CellError {
+  ename: string;
+  evalue: string;
+  traceback: string[];
 }
 
 /**

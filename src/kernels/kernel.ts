@@ -79,6 +79,7 @@ export class Kernel {
   lastActivity = Date.now();
   #state: KernelState = 'starting';
   readonly #proc: SandboxProcess;
+  readonly #driver: KernelDriver;
   readonly #log: FastifyBaseLogger;
   readonly #limits: SandboxLimits;
   readonly #decoder = new FrameDecoder();
@@ -98,6 +99,7 @@ export class Kernel {
       language: driver.language,
     });
     this.#proc = proc;
+    this.#driver = driver;
     this.#proc.events.on('data', (chunk: Buffer) => this.#onEventData(chunk));
     // Without its event channel a kernel can never report again: unless it is exiting anyway
     // (then its exit status is the better reason), replace it.
@@ -152,6 +154,14 @@ export class Kernel {
     if (this.#state !== 'idle') {
       const exit = await this.#proc.exited;
       return { outcome: this.#deadOutcome(exit), output, durationMs: 0 };
+    }
+    if (this.#driver.transform) {
+      const prepared = await this.#driver.transform(code);
+      if ('error' in prepared) {
+        const outcome: ExecOutcome = { status: 'error', ...prepared.error, interrupted: false };
+        return { outcome, output, durationMs: performance.now() - started };
+      }
+      code = prepared.code;
     }
     const id = ++this.#nextId;
     this.#state = 'busy';

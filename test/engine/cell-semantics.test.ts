@@ -226,6 +226,38 @@ describe('a notebook in two languages', () => {
   });
 });
 
+describe('TypeScript cells', () => {
+  it('strip types per cell and keep REPL semantics', async () => {
+    const nb = notebookId();
+    const status = await run(
+      app,
+      nb,
+      [
+        "interface User { name: string }\nconst u: User = { name: 'Bob' }",
+        "const u: User = { name: 'Alice' }",
+        'enum Color { Red, Green }\nColor.Green',
+        'const n: number = await Promise.resolve(41)\nn + 1',
+        'u.name',
+      ],
+      { language: 'typescript' },
+    );
+    expect(status.status).toBe('success');
+    expect(status.results.map((r) => r.output)).toEqual(['', '', '1', '42', "'Alice'"]);
+  });
+
+  it('report a syntax error with its line, and the kernel goes on', async () => {
+    const nb = notebookId();
+    const status = await run(app, nb, ['const ok: string = "yes"', 'const x: number = 1\nconst y: = 2'], {
+      language: 'typescript',
+      stopOnError: false,
+    });
+    expect(status.results[1]!.type).toBe('error');
+    expect(status.results[1]!.output).toMatch(/cell\.ts:2:\d+/);
+    expect(status.results[1]!.output).toMatch(/SyntaxError/);
+    expect((await run(app, nb, ['ok'], { language: 'typescript' })).results[0]!.output).toBe("'yes'");
+  });
+});
+
 describe('JavaScript cells', () => {
   it('have REPL semantics: re-declaration, top-level await, trailing value', async () => {
     const nb = notebookId();

@@ -5,7 +5,7 @@ import type { KernelDriver } from '../kernel-driver.ts';
 const SOURCE = readFileSync(new URL('./driver.mjs', import.meta.url), 'utf8');
 
 export class JavascriptDriver implements KernelDriver {
-  readonly language = 'javascript' as const;
+  readonly language: 'javascript' | 'typescript' = 'javascript';
   readonly #node: string;
 
   constructor(node: string) {

@@ -8,6 +8,7 @@ import { join, resolve } from 'node:path';
 import cors from '@fastify/cors';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
+import { Type } from '@sinclair/typebox';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { installErrorHandling } from './api/error-handler.ts';
 import { eventRoutes } from './api/event-routes.ts';
@@ -22,6 +23,7 @@ import { Engine } from './engine/engine.ts';
 import { KernelManager } from './engine/kernel-manager.ts';
 import { NotebookFeed } from './engine/notebook-feed.ts';
 import { LANGUAGES } from './engine/languages.ts';
+import { discoverRuntimes } from './engine/runtimes.ts';
 import { errorBody, RuncellError } from './errors.ts';
 import { JavascriptDriver } from './kernels/javascript/javascript-driver.ts';
 import { PythonDriver } from './kernels/python/python-driver.ts';
@@ -83,7 +85,10 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
     app.log,
     ({ notebookId, ...change }) => feed.publish(notebookId, { type: 'kernel.state', ...change }),
   );
-  const engine = new Engine({ config, store, queue, bus, kernels, feed, log: app.log });
+  const runtimes = await discoverRuntimes(config);
+  if (runtimes.length === 0)
+    app.log.warn('no language runtime was found: check RUNCELL_PYTHON_PATH and RUNCELL_NODE_PATH');
+  const engine = new Engine({ config, store, queue, bus, kernels, feed, runtimes, log: app.log });
 
   app.addHook('onClose', async () => {
     await engine.close();
@@ -139,9 +144,31 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
       status: 'ok',
       sandbox: sandbox.name,
       isolated: sandbox.isolated,
-      languages: [...LANGUAGES],
+      languages: runtimes.map((r) => r.language),
       kernels: kernels.liveCount,
     }),
+  );
+
+  app.get(
+    '/api/v1/runtimes',
+    {
+      schema: {
+        tags: ['server'],
+        summary: 'Languages this server offers, with their versions and aliases',
+        response: {
+          200: Type.Array(
+            Type.Object({
+              language: Type.String(),
+              version: Type.String(),
+              aliases: Type.Array(Type.String()),
+              stateful: Type.Boolean(),
+              oneShot: Type.Boolean(),
+            }),
+          ),
+        },
+      },
+    },
+    async () => runtimes,
   );
 
   await app.register(pennantRoutes(engine, undefined));

@@ -29,7 +29,8 @@ import {
 } from './submission-events.ts';
 import type { KernelManager } from './kernel-manager.ts';
 import type { NotebookFeed } from './notebook-feed.ts';
-import { isLanguage, LANGUAGES, type Language } from './languages.ts';
+import type { Language } from './languages.ts';
+import { resolveRuntime, type Runtime } from './runtimes.ts';
 
 export interface SubmitInput {
   notebookId: string;
@@ -49,6 +50,8 @@ export interface EngineDeps {
   bus: EventBus;
   kernels: KernelManager;
   feed: NotebookFeed;
+  /** What this machine offers (discoverRuntimes). */
+  runtimes: Runtime[];
   log: FastifyBaseLogger;
 }
 
@@ -67,6 +70,7 @@ export class Engine {
   readonly #bus: EventBus;
   readonly #kernels: KernelManager;
   readonly #feed: NotebookFeed;
+  readonly #runtimes: Runtime[];
   readonly #log: FastifyBaseLogger;
   readonly #running = new Map<string, Running>();
   /** Live events of running submissions, for streams that start or resume mid-way. */
@@ -85,6 +89,7 @@ export class Engine {
     this.#bus = deps.bus;
     this.#kernels = deps.kernels;
     this.#feed = deps.feed;
+    this.#runtimes = deps.runtimes;
     this.#log = deps.log;
   }
 
@@ -202,11 +207,7 @@ export class Engine {
   }
 
   #language(name: string): Language {
-    if (isLanguage(name)) return name;
-    throw new RuncellError(
-      'LANGUAGE_UNSUPPORTED',
-      `language ${JSON.stringify(name)} is not available; available: ${LANGUAGES.join(', ')}`,
-    );
+    return resolveRuntime(this.#runtimes, name).language;
   }
 
   async #run(task: QueueTask): Promise<void> {

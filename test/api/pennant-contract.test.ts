@@ -81,6 +81,26 @@ describe('Pennant API', () => {
     expect(status.results.map((r) => r.output)).toEqual(['py\n', 'js\n']);
   });
 
+  it('lists its runtimes, and takes a language by alias or with a version', async () => {
+    const runtimes = (await app.inject('/api/v1/runtimes')).json();
+    expect(runtimes.map((r: { language: string }) => r.language)).toEqual([
+      'python',
+      'javascript',
+      'typescript',
+    ]);
+    expect(runtimes[0]).toMatchObject({ aliases: ['py', 'python3'], stateful: true });
+    const python = runtimes[0].version as string;
+    const status = await run(app, notebookId(), [
+      {
+        code: 'import sys; print(sys.version_info[0])',
+        language: `python@${python.split('.').slice(0, 2).join('.')}`,
+      },
+      { code: 'console.log(typeof process)', language: 'node' },
+      { code: 'print(2)', language: 'py' },
+    ]);
+    expect(status.results.map((r) => r.output)).toEqual(['3\n', 'object\n', '2\n']);
+  });
+
   it('accepts timeout as a number or a numeric string', async () => {
     for (const timeout of [5, '5', 2.5]) {
       const status = await run(app, notebookId(), ['1'], { timeout });
@@ -196,7 +216,12 @@ describe('bad input gets a 400 that says what is wrong', () => {
     ['overlong notebookId', { ...valid, notebookId: 'x'.repeat(129) }, /notebookId/],
     ['non-numeric timeout', { ...valid, timeout: 'soon' }, /timeout/],
     ['negative timeout', { ...valid, timeout: -1 }, /timeout/],
-    ['unknown language', { ...valid, language: 'ruby' }, /ruby.*available: python, javascript/],
+    [
+      'unknown language',
+      { ...valid, language: 'ruby' },
+      /ruby.*available: python@3\.\d+\.\d+, javascript@\d+/,
+    ],
+    ['unavailable version', { ...valid, language: 'python@2.7' }, /python@2\.7.*available: python@3/],
     ['stopOnError not boolean', { ...valid, stopOnError: 'yes' }, /stopOnError/],
   ];
   it.each(cases)('%s', async (_, payload, message) => {

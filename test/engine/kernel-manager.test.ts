@@ -1,6 +1,8 @@
 /** Kernel bookkeeping: the per-machine cap, and kernels that cannot start. */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { notebookId, run, startApp } from '../helpers.ts';
+import { notebookId, run, startApp, tempDir } from '../helpers.ts';
 
 describe('kernel manager', () => {
   it('stops the least recently used idle kernel past maxKernels, and tells that notebook', async () => {
@@ -21,7 +23,10 @@ describe('kernel manager', () => {
   });
 
   it('reports a kernel that cannot start as a critical result, and the server keeps serving', async () => {
-    const app = await startApp({ pythonPath: '/usr/bin/no-such-python' });
+    // An interpreter the host can run (it answers --version) but the sandbox cannot see.
+    const fake = join(tempDir(), 'python3');
+    writeFileSync(fake, '#!/bin/sh\necho Python 3.99.0\n', { mode: 0o755 });
+    const app = await startApp({ pythonPath: fake });
     try {
       const status = await run(app, notebookId(), ['1']);
       expect(status.status).toBe('error');
@@ -29,6 +34,22 @@ describe('kernel manager', () => {
       expect(status.results[0]!.output).toMatch(/could not start a python kernel/);
       const js = await run(app, notebookId(), ['1 + 1'], { language: 'javascript' });
       expect(js.results[0]!.output).toBe('2');
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('offers only the languages whose interpreter is there', async () => {
+    const app = await startApp({ pythonPath: '/usr/bin/no-such-python' });
+    try {
+      expect((await app.inject('/healthz')).json().languages).toEqual(['javascript', 'typescript']);
+      const res = await app.inject({
+        method: 'POST',
+        url: '/api/submit',
+        payload: { notebookId: notebookId(), cells: [{ cellId: 'a', code: '1' }] },
+      });
+      expect(res.statusCode).toBe(400);
+      expect(res.json().error).toMatch(/"python" is not available; available: javascript@/);
     } finally {
       await app.close();
     }

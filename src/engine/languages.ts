@@ -2,5 +2,3 @@
 export const LANGUAGES = ['python', 'javascript', 'typescript'] as const;
 export type Language = (typeof LANGUAGES)[number];
 
-export const isLanguage = (value: string): value is Language =>
-  (LANGUAGES as readonly string[]).includes(value);

@@ -97,7 +97,7 @@ export class Engine {
   async init(): Promise<void> {
     await this.#failUnfinished('the server restarted before this submission finished');
     this.#queue.process((task) => this.#run(task));
-    this.#kernels.startCulling();
+    this.#kernels.startCulling((notebookId) => this.#feed.isFollowed(notebookId));
   }
 
   async submit(input: SubmitInput): Promise<string> {

@@ -100,10 +100,11 @@ export class KernelManager {
 
   /**
    * Starts culling: every cullIntervalSeconds, kernels idle (or, with cullBusy, busy) for
-   * longer than their language's timeout are stopped. Their notebooks lose their context, and
+   * longer than their language's timeout are stopped, unless a client follows their notebook
+   * (cullConnected to stop them anyway). Their notebooks lose their context, and
    * the next result and the feed say so.
    */
-  startCulling(): void {
+  startCulling(isConnected: (notebookId: string) => boolean = () => false): void {
     const config = this.#config;
     const timeouts: Record<Language, number> = {
       python: config.cullIdleSecondsPython || config.cullIdleSeconds,
@@ -115,7 +116,9 @@ export class KernelManager {
       const now = Date.now();
       for (const kernel of this.#kernels.values()) {
         const timeout = timeouts[kernel.language];
-        const cullable = kernel.state === 'idle' || (config.cullBusy && kernel.state === 'busy');
+        const cullable =
+          (kernel.state === 'idle' || (config.cullBusy && kernel.state === 'busy')) &&
+          (config.cullConnected || !isConnected(kernel.notebookId));
         if (
           timeout > 0 &&
           cullable &&

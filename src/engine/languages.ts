@@ -1,4 +1,3 @@
 /** Languages with a built-in kernel. */
 export const LANGUAGES = ['python', 'javascript', 'typescript'] as const;
 export type Language = (typeof LANGUAGES)[number];
-

@@ -27,6 +27,7 @@ export const notebookTopic = (id: string) => `notebook:${id}`;
 export class NotebookFeed {
   readonly #bus: EventBus;
   readonly #backlogs = new Map<string, Backlog>();
+  readonly #followers = new Map<string, number>();
 
   constructor(bus: EventBus) {
     this.#bus = bus;
@@ -43,6 +44,11 @@ export class NotebookFeed {
       backlog.bytes -= backlog.events.shift()!.bytes;
     }
     this.#bus.publish(notebookTopic(notebookId), full);
+  }
+
+  /** Whether a client follows the notebook right now (a connected notebook, for culling). */
+  isFollowed(notebookId: string): boolean {
+    return this.#followers.has(notebookId);
   }
 
   /** Events after `lastSeq`, or 'resync' when some of them are no longer kept. */
@@ -71,7 +77,17 @@ export class NotebookFeed {
       last = event.seq;
       onEvent(event);
     };
-    const unsubscribe = this.#bus.subscribe(notebookTopic(notebookId), (e) => deliver(e as FeedEvent));
+    const unsubscribeBus = this.#bus.subscribe(notebookTopic(notebookId), (e) => deliver(e as FeedEvent));
+    this.#followers.set(notebookId, (this.#followers.get(notebookId) ?? 0) + 1);
+    let followed = true;
+    const unsubscribe = () => {
+      if (!followed) return;
+      followed = false;
+      unsubscribeBus();
+      const left = (this.#followers.get(notebookId) ?? 1) - 1;
+      if (left > 0) this.#followers.set(notebookId, left);
+      else this.#followers.delete(notebookId);
+    };
     let backlog = this.since(notebookId, lastSeq);
     if (backlog === 'resync') {
       onResync();

@@ -104,4 +104,25 @@ describe('kernel manager', () => {
       await app.close();
     }
   });
+
+  it('does not cull a notebook a client follows, unless cullConnected', async () => {
+    const app = await startApp({ cullIdleSeconds: 1, cullIntervalSeconds: 1 });
+    try {
+      await app.listen({ host: '127.0.0.1', port: 0 });
+      const address = app.server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      const nb = notebookId();
+      await run(app, nb, ['v = 1']);
+      const controller = new AbortController();
+      const feed = await fetch(`http://127.0.0.1:${port}/api/v1/notebooks/${nb}/events`, {
+        signal: controller.signal,
+      });
+      expect(feed.status).toBe(200);
+      await new Promise((r) => setTimeout(r, 2500)); // two cull rounds past the timeout
+      expect((await app.inject(`/notebookstatus/${nb}`)).json().active).toBe(true);
+      controller.abort();
+    } finally {
+      await app.close();
+    }
+  });
 });

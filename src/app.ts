@@ -83,7 +83,7 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
     },
     withWorkspaces,
     app.log,
-    ({ notebookId, ...change }) => feed.publish(notebookId, { type: 'kernel.state', ...change }),
+    feed,
   );
   const runtimes = await discoverRuntimes(config);
   if (runtimes.length === 0)

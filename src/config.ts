@@ -106,6 +106,11 @@ export const ConfigSchema = Type.Object({
     default: false,
     description: "Also stop idle kernels of notebooks a client follows (the notebook's feed or WebSocket).",
   }),
+  debugFeed: Type.Boolean({
+    default: false,
+    description:
+      'Also put every kernel protocol message on the notebook feed (kernel.message), for debugging.',
+  }),
   maxConcurrentNotebooks: Int(8, 'Notebooks whose cells run at the same time.', 1),
   maxCellsPerSubmission: Int(1000, 'Cells one submission may carry.', 1),
   bodyLimitBytes: Int(5 * 1024 * 1024, 'Largest request body accepted.', 1024),

@@ -18,12 +18,9 @@ export interface AcquiredKernel {
   contextLost: boolean;
 }
 
-/** A kernel's state changed: starting (restarted when the notebook had lost its context), idle, dead. */
-export interface KernelStateChange {
-  notebookId: string;
-  language: Language;
-  state: 'starting' | 'restarted' | 'idle' | 'busy' | 'dead';
-  contextLost?: boolean;
+/** Where kernel.state (and, with debugFeed, kernel.message) events go: the notebook feed. */
+export interface KernelEvents {
+  publish(notebookId: string, event: { type: string; [field: string]: unknown }): void;
 }
 
 export class KernelManager {
@@ -40,16 +37,16 @@ export class KernelManager {
   #closed = false;
   #cullTimer: NodeJS.Timeout | undefined;
 
-  readonly #onState: (change: KernelStateChange) => void;
+  readonly #events: KernelEvents | undefined;
 
   constructor(
     sandbox: Sandbox,
     drivers: Record<Language, KernelDriver>,
     config: Config,
     log: FastifyBaseLogger,
-    onState: (change: KernelStateChange) => void = () => {},
+    events?: KernelEvents,
   ) {
-    this.#onState = onState;
+    this.#events = events;
     this.#sandbox = sandbox;
     this.#drivers = drivers;
     this.#config = config;
@@ -143,12 +140,7 @@ export class KernelManager {
     if (!isSafeId(notebookId)) throw new Error(`unsafe notebook id ${JSON.stringify(notebookId)}`);
     await this.#makeRoom();
     const lost = this.#lost.has(key);
-    this.#onState({
-      notebookId,
-      language,
-      state: lost ? 'restarted' : 'starting',
-      ...(lost ? { contextLost: true } : {}),
-    });
+    this.#state(notebookId, language, lost ? 'restarted' : 'starting', lost);
     const config = this.#config;
     const starting = Kernel.start(this.#sandbox, this.#drivers[language], {
       notebookId,
@@ -167,14 +159,18 @@ export class KernelManager {
       },
       network: config.sandboxNetwork,
       log: this.#log,
+      onMessage: config.debugFeed
+        ? (direction, message) =>
+            this.#events?.publish(notebookId, { type: 'kernel.message', language, direction, message })
+        : undefined,
     });
     this.#starting.set(key, starting);
     try {
       const kernel = await starting;
       this.#kernels.set(key, kernel);
-      this.#onState({ notebookId, language, state: 'idle' });
+      this.#state(notebookId, language, 'idle');
       void kernel.exited.then(() => {
-        this.#onState({ notebookId, language, state: 'dead', contextLost: true });
+        this.#state(notebookId, language, 'dead', true);
         if (this.#kernels.get(key) === kernel) this.#kernels.delete(key);
         if (!this.#stopping.delete(kernel)) this.#lost.add(key);
       });
@@ -182,6 +178,16 @@ export class KernelManager {
     } finally {
       this.#starting.delete(key);
     }
+  }
+
+  /** kernel.state: starting (restarted when the notebook had lost its context), idle, dead. */
+  #state(notebookId: string, language: Language, state: string, contextLost = false): void {
+    this.#events?.publish(notebookId, {
+      type: 'kernel.state',
+      language,
+      state,
+      ...(contextLost ? { contextLost } : {}),
+    });
   }
 
   /** Stops least recently used idle kernels until there is room for one more. */

@@ -58,6 +58,8 @@ export interface KernelOptions {
   network: boolean;
   log: FastifyBaseLogger;
   startTimeoutMs?: number;
+  /** Sees every protocol message, both ways (the debug feed). */
+  onMessage?: (direction: 'in' | 'out', message: KernelRequest | KernelEvent) => void;
 }
 
 const DIAGNOSTIC_TAIL_BYTES = 4096;
@@ -80,6 +82,7 @@ export class Kernel {
   #state: KernelState = 'starting';
   readonly #proc: SandboxProcess;
   readonly #driver: KernelDriver;
+  readonly #onMessage: KernelOptions['onMessage'];
   readonly #log: FastifyBaseLogger;
   readonly #limits: SandboxLimits;
   readonly #decoder = new FrameDecoder();
@@ -100,6 +103,7 @@ export class Kernel {
     });
     this.#proc = proc;
     this.#driver = driver;
+    this.#onMessage = options.onMessage;
     this.#proc.events.on('data', (chunk: Buffer) => this.#onEventData(chunk));
     // Without its event channel a kernel can never report again: unless it is exiting anyway
     // (then its exit status is the better reason), replace it.
@@ -217,6 +221,7 @@ export class Kernel {
 
   #send(request: KernelRequest): void {
     if (this.#state === 'dead') return;
+    this.#onMessage?.('in', request);
     this.#proc.requests.write(encodeFrame(request));
   }
 
@@ -240,6 +245,7 @@ export class Kernel {
   }
 
   #onEvent(event: KernelEvent): void {
+    this.#onMessage?.('out', event);
     switch (event.type) {
       case 'ready':
         if (this.#state === 'starting') {

@@ -201,4 +201,38 @@ describe('notebook feed', () => {
     expect(status.results[0]!.output).toMatch(/EOFError: input\(\) needs an interactive client/);
     expect(status.results[0]!.timedOut).toBe(false);
   });
+
+  it('puts every kernel protocol message on the feed when debugFeed is on', async () => {
+    const debug = await startApp({ debugFeed: true });
+    try {
+      await debug.listen({ host: '127.0.0.1', port: 0 });
+      const address = debug.server.address();
+      const debugPort = typeof address === 'object' && address ? address.port : 0;
+      const nb = notebookId();
+      const socket = new WebSocket(`ws://127.0.0.1:${debugPort}/api/v1/notebooks/${nb}/ws`);
+      const messages: Message[] = [];
+      const finished = new Promise<void>((resolve) =>
+        socket.on('message', (data) => {
+          const m = JSON.parse(data.toString()) as Message;
+          messages.push(m);
+          if (m.type === 'submission.finished') resolve();
+        }),
+      );
+      await new Promise((resolve) => socket.once('open', resolve));
+      socket.send(JSON.stringify({ type: 'execute', cells: [{ cellId: 'a', code: "print('dbg')" }] }));
+      await finished;
+      const raw = messages
+        .filter((m) => m.type === 'kernel.message')
+        .map((m) => [m.direction, (m.message as { type: string }).type]);
+      expect(raw).toEqual([
+        ['out', 'ready'],
+        ['in', 'execute'],
+        ['out', 'stream'],
+        ['out', 'result'],
+      ]);
+      socket.close();
+    } finally {
+      await debug.close();
+    }
+  });
 });

@@ -142,6 +142,8 @@ class _State:
         self.exec_id = None  # cell an interrupt request may stop
         self.interrupt_requested = False
         self.kill_id = None  # cell the reader sent SIGINT for
+        self.queued = set()  # execute requests received, not started
+        self.early = set()  # of those, the ones interrupted already
         # Main thread only.
         self.running = False  # user code (or its compile/repr) is on the main thread's stack
         self.deferred = False  # an interrupt arrived while the driver was mid-frame: raise later
@@ -539,6 +541,8 @@ def _reader():
 def _handle_request(message):
     kind = message.get("type")
     if kind == "execute":
+        with S.state_lock:
+            S.queued.add(message.get("id"))
         REQUESTS.put(message)
     elif kind == "input_reply":
         INPUTS.put(message)
@@ -549,6 +553,10 @@ def _handle_request(message):
                 S.interrupt_requested = True
                 S.kill_id = cell
                 _pthread_kill(MAIN_IDENT, _SIGINT)
+            elif message.get("id") in S.queued:
+                # Interrupted before it began (the request overtook the cell's start): it ends
+                # as interrupted without running.
+                S.early.add(message.get("id"))
 
 
 def _on_sigint(signum, frame):
@@ -845,12 +853,17 @@ def _run_cell(request):
     S.deferred = False
     with S.state_lock:
         S.exec_id = cell
-        S.interrupt_requested = False
+        S.queued.discard(cell)
+        S.interrupt_requested = cell in S.early
+        S.early.discard(cell)
+        skip = S.interrupt_requested
 
     value = None
     rich = None
     error = None
     try:
+        if skip:
+            raise KeyboardInterrupt
         S.running = True
         try:
             body_code, last_code = _compile_cell(code, filename, lines)

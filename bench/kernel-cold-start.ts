@@ -9,19 +9,12 @@
  *   node --import tsx bench/kernel-cold-start.ts [rounds]
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, chmodSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import pino from 'pino';
-import type { FastifyBaseLogger } from 'fastify';
-import { Kernel } from '../src/kernels/kernel.ts';
-import { PythonDriver } from '../src/kernels/python/python-driver.ts';
 import { BwrapSandbox } from '../src/sandbox/bwrap-sandbox.ts';
+import { benchDir, log, python, startPythonKernel } from './fixtures.ts';
 
 const ROUNDS = Number(process.argv[2] ?? 40);
-const log = pino({ level: 'silent' }) as unknown as FastifyBaseLogger;
-const root = mkdtempSync(join(tmpdir(), 'runcell-bench-'));
-chmodSync(root, 0o711);
+const root = benchDir();
 
 const BARE = [
   '/usr/bin/bwrap',
@@ -59,8 +52,7 @@ function bare(): Promise<number> {
   });
 }
 
-const driver = new PythonDriver('/usr/bin/python3');
-const BARE_DRIVER = [...BARE.slice(0, BARE.indexOf('--') + 1), ...driver.argv({ memoryBytes: 512 << 20 })];
+const BARE_DRIVER = [...BARE.slice(0, BARE.indexOf('--') + 1), ...python.argv({ memoryBytes: 512 << 20 })];
 function bareDriver(): Promise<number> {
   const started = performance.now();
   return new Promise((resolve, reject) => {
@@ -80,20 +72,7 @@ const sandbox = new BwrapSandbox({ uidBase: 64000, uidCount: 4, instance: 'bench
 await sandbox.init();
 async function full(i: number): Promise<number> {
   const started = performance.now();
-  const kernel = await Kernel.start(sandbox, driver, {
-    notebookId: `bench-${i}`,
-    workspace: join(root, `ws-${i}`),
-    limits: {
-      memoryBytes: 512 << 20,
-      maxProcesses: 64,
-      tmpBytes: 64 << 20,
-      cpus: 1,
-      openFiles: 1024,
-      fileBytes: 1 << 30,
-    },
-    network: false,
-    log,
-  });
+  const kernel = await startPythonKernel(sandbox, `bench-${i}`, join(root, `ws-${i}`));
   const ms = performance.now() - started;
   await kernel.kill();
   return ms;

@@ -6,15 +6,12 @@
  *   node --import tsx bench/stream-latency.ts [rounds]
  */
 import { spawn } from 'node:child_process';
-import { chmodSync, mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { buildApp } from '../src/app.ts';
 import { loadConfig } from '../src/config.ts';
+import { benchDir } from './fixtures.ts';
 
 const ROUNDS = Number(process.argv[2] ?? 30);
-const dataDir = mkdtempSync(join(tmpdir(), 'runcell-bench-'));
-chmodSync(dataDir, 0o711);
+const dataDir = benchDir();
 const app = await buildApp(
   loadConfig({}, [], { dataDir, logLevel: 'silent', maxOutputBytes: 256 << 20, sandboxUidBase: 64200 }),
 );

@@ -6,21 +6,15 @@
  *
  *   node --import tsx bench/warm-cell.ts [cells]
  */
-import { chmodSync, mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import pino from 'pino';
-import type { FastifyBaseLogger } from 'fastify';
 import WebSocket from 'ws';
 import { buildApp } from '../src/app.ts';
 import { loadConfig } from '../src/config.ts';
-import { Kernel } from '../src/kernels/kernel.ts';
-import { PythonDriver } from '../src/kernels/python/python-driver.ts';
 import { BwrapSandbox } from '../src/sandbox/bwrap-sandbox.ts';
+import { benchDir, log, startPythonKernel } from './fixtures.ts';
 
 const CELLS = Number(process.argv[2] ?? 500);
-const dataDir = mkdtempSync(join(tmpdir(), 'runcell-bench-'));
-chmodSync(dataDir, 0o711);
+const dataDir = benchDir();
 const app = await buildApp(loadConfig({}, [], { dataDir, logLevel: 'silent', sandboxUidBase: 64300 }));
 await app.listen({ host: '127.0.0.1', port: 0 });
 const address = app.server.address();
@@ -56,23 +50,9 @@ function viaWebSocket(code: string): Promise<number> {
   });
 }
 
-const log = pino({ level: 'silent' }) as unknown as FastifyBaseLogger;
 const sandbox = new BwrapSandbox({ uidBase: 64310, uidCount: 2, instance: 'bench-warm', log });
 await sandbox.init();
-const kernel = await Kernel.start(sandbox, new PythonDriver('/usr/bin/python3'), {
-  notebookId: 'floor',
-  workspace: join(dataDir, 'floor'),
-  limits: {
-    memoryBytes: 512 << 20,
-    maxProcesses: 64,
-    tmpBytes: 64 << 20,
-    cpus: 1,
-    openFiles: 1024,
-    fileBytes: 1 << 30,
-  },
-  network: false,
-  log,
-});
+const kernel = await startPythonKernel(sandbox, 'floor', join(dataDir, 'floor'));
 async function viaPipe(code: string): Promise<number> {
   const t = performance.now();
   await kernel.execute(code, {

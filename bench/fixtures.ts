@@ -1,0 +1,35 @@
+/** What the benchmarks share: a silent logger, a data directory, and a sandboxed Python kernel. */
+import { chmodSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import type { FastifyBaseLogger } from 'fastify';
+import { Kernel } from '../src/kernels/kernel.ts';
+import { PythonDriver } from '../src/kernels/python/python-driver.ts';
+import type { Sandbox } from '../src/sandbox/sandbox.ts';
+
+export const log = pino({ level: 'silent' }) as unknown as FastifyBaseLogger;
+
+/** A fresh directory the sandbox uids can search (bwrap resolves bind sources as them). */
+export function benchDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'runcell-bench-'));
+  chmodSync(dir, 0o711);
+  return dir;
+}
+
+/** The server's default kernel limits. */
+export const KERNEL_LIMITS = {
+  memoryBytes: 512 << 20,
+  maxProcesses: 64,
+  tmpBytes: 64 << 20,
+  cpus: 1,
+  openFiles: 1024,
+  fileBytes: 1 << 30,
+};
+
+export const python = new PythonDriver('/usr/bin/python3');
+
+/** A Python kernel with every control on, as the server starts one. */
+export function startPythonKernel(sandbox: Sandbox, notebookId: string, workspace: string): Promise<Kernel> {
+  return Kernel.start(sandbox, python, { notebookId, workspace, limits: KERNEL_LIMITS, network: false, log });
+}

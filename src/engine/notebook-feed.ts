@@ -37,7 +37,7 @@ export class NotebookFeed {
     let backlog = this.#backlogs.get(notebookId);
     if (!backlog) this.#backlogs.set(notebookId, (backlog = { events: [], bytes: 0, next: 1 }));
     const full: FeedEvent = { ...event, seq: backlog.next++, notebookId };
-    const bytes = JSON.stringify(full).length;
+    const bytes = estimateBytes(full);
     backlog.events.push({ event: full, bytes });
     backlog.bytes += bytes;
     while (backlog.events.length > MAX_EVENTS || (backlog.bytes > MAX_BYTES && backlog.events.length > 1)) {
@@ -97,4 +97,19 @@ export class NotebookFeed {
     for (const event of backlog) deliver(event);
     return unsubscribe;
   }
+}
+
+/**
+ * About how much an event holds, without serialising it (results can be large, and this runs for
+ * every event): its strings, one level down, plus a constant for the rest.
+ */
+function estimateBytes(event: Record<string, unknown>): number {
+  let bytes = 64;
+  for (const value of Object.values(event)) {
+    if (typeof value === 'string') bytes += value.length;
+    else if (value && typeof value === 'object') {
+      for (const inner of Object.values(value)) bytes += typeof inner === 'string' ? inner.length : 64;
+    }
+  }
+  return bytes;
 }

@@ -13,8 +13,16 @@ export interface FeedEvent {
   [field: string]: unknown;
 }
 
-const MAX_EVENTS = 2000;
-const MAX_BYTES = 4 << 20;
+export interface FeedLimits {
+  /** Events kept per notebook. */
+  events: number;
+  /** Bytes kept per notebook (estimated). */
+  bytes: number;
+  /** All notebooks together: past this, the backlogs of the least recently active go first. */
+  totalBytes: number;
+}
+
+const LIMITS: FeedLimits = { events: 2000, bytes: 4 << 20, totalBytes: 64 << 20 };
 
 interface Backlog {
   events: { event: FeedEvent; bytes: number }[];
@@ -28,22 +36,45 @@ export class NotebookFeed {
   readonly #bus: EventBus;
   readonly #backlogs = new Map<string, Backlog>();
   readonly #followers = new Map<string, number>();
+  #total = 0;
 
-  constructor(bus: EventBus) {
+  readonly #limits: FeedLimits;
+
+  constructor(bus: EventBus, limits: FeedLimits = LIMITS) {
     this.#bus = bus;
+    this.#limits = limits;
   }
 
   publish(notebookId: string, event: { type: string; [field: string]: unknown }): void {
     let backlog = this.#backlogs.get(notebookId);
-    if (!backlog) this.#backlogs.set(notebookId, (backlog = { events: [], bytes: 0, next: 1 }));
+    if (backlog)
+      this.#backlogs.delete(notebookId); // re-inserted last: the map is in LRU order
+    else backlog = { events: [], bytes: 0, next: 1 };
+    this.#backlogs.set(notebookId, backlog);
     const full: FeedEvent = { ...event, seq: backlog.next++, notebookId };
     const bytes = estimateBytes(full);
     backlog.events.push({ event: full, bytes });
     backlog.bytes += bytes;
-    while (backlog.events.length > MAX_EVENTS || (backlog.bytes > MAX_BYTES && backlog.events.length > 1)) {
-      backlog.bytes -= backlog.events.shift()!.bytes;
+    this.#total += bytes;
+    const limits = this.#limits;
+    while (
+      backlog.events.length > limits.events ||
+      (backlog.bytes > limits.bytes && backlog.events.length > 1)
+    ) {
+      this.#drop(backlog);
+    }
+    // Other notebooks' history goes before this one's: their clients resync if they come back.
+    for (const other of this.#backlogs.values()) {
+      if (this.#total <= limits.totalBytes || other === backlog) break;
+      while (other.events.length > 0) this.#drop(other);
     }
     this.#bus.publish(notebookTopic(notebookId), full);
+  }
+
+  #drop(backlog: Backlog): void {
+    const dropped = backlog.events.shift()!.bytes;
+    backlog.bytes -= dropped;
+    this.#total -= dropped;
   }
 
   /** Whether a client follows the notebook right now (a connected notebook, for culling). */

@@ -76,56 +76,60 @@ export function toStatus(s: Submission): Static<typeof StatusResponse> {
 export function pennantRoutes(engine: Engine, defaultLanguage: Language | undefined) {
   return async function (app: FastifyInstance) {
     const tags = ['pennant'];
-    app.post<{ Body: Static<typeof SubmitBody> }>(
-      '/api/submit',
-      {
-        schema: {
-          tags,
-          summary: 'Submit cells of a notebook for execution',
-          body: SubmitBody,
-          response: { 202: SubmitResponse, ...errorResponses },
+    // runcell's own API names the same two routes by resource (at the root only).
+    const own = (path: string) => (defaultLanguage === undefined ? [path] : []);
+    for (const path of ['/api/submit', ...own('/api/v1/submissions')])
+      app.post<{ Body: Static<typeof SubmitBody> }>(
+        path,
+        {
+          schema: {
+            tags,
+            summary: 'Submit cells of a notebook for execution',
+            body: SubmitBody,
+            response: { 202: SubmitResponse, ...errorResponses },
+          },
         },
-      },
-      async (req, reply) => {
-        const { timeout, ...body } = req.body;
-        const submissionId = await engine.submit({
-          ...body,
-          language: body.language ?? defaultLanguage,
-          timeout: timeout === undefined ? undefined : Number(timeout),
-        });
-        return reply.code(202).send({ message: 'Submission accepted', submissionId });
-      },
-    );
+        async (req, reply) => {
+          const { timeout, ...body } = req.body;
+          const submissionId = await engine.submit({
+            ...body,
+            language: body.language ?? defaultLanguage,
+            timeout: timeout === undefined ? undefined : Number(timeout),
+          });
+          return reply.code(202).send({ message: 'Submission accepted', submissionId });
+        },
+      );
 
-    app.get<{ Params: { submissionId: string }; Querystring: { wait?: string } }>(
-      '/api/status/:submissionId',
-      {
-        schema: {
-          tags,
-          summary: 'Status and results of a submission; ?wait=N answers as soon as it is final',
-          params: Type.Object({ submissionId: Type.String({ maxLength: 128 }) }),
-          querystring: Type.Object({
-            wait: Type.Optional(
-              Type.String({
-                pattern: '^[0-9]+(\\.[0-9]+)?$',
-                description: `Seconds to wait, at most ${MAX_WAIT_SECONDS}`,
-              }),
-            ),
-          }),
-          response: { 200: StatusResponse, ...errorResponses },
+    for (const path of ['/api/status/:submissionId', ...own('/api/v1/submissions/:submissionId')])
+      app.get<{ Params: { submissionId: string }; Querystring: { wait?: string } }>(
+        path,
+        {
+          schema: {
+            tags,
+            summary: 'Status and results of a submission; ?wait=N answers as soon as it is final',
+            params: Type.Object({ submissionId: Type.String({ maxLength: 128 }) }),
+            querystring: Type.Object({
+              wait: Type.Optional(
+                Type.String({
+                  pattern: '^[0-9]+(\\.[0-9]+)?$',
+                  description: `Seconds to wait, at most ${MAX_WAIT_SECONDS}`,
+                }),
+              ),
+            }),
+            response: { 200: StatusResponse, ...errorResponses },
+          },
         },
-      },
-      async (req) => {
-        const wait = req.query.wait === undefined ? 0 : Number(req.query.wait);
-        if (wait > MAX_WAIT_SECONDS) {
-          throw new RuncellError('REQUEST_INVALID', `wait must be at most ${MAX_WAIT_SECONDS} seconds`);
-        }
-        const submission = await engine.waitFinal(req.params.submissionId, wait);
-        if (!submission)
-          throw new RuncellError('SUBMISSION_NOT_FOUND', `no submission has id ${req.params.submissionId}`);
-        return toStatus(submission);
-      },
-    );
+        async (req) => {
+          const wait = req.query.wait === undefined ? 0 : Number(req.query.wait);
+          if (wait > MAX_WAIT_SECONDS) {
+            throw new RuncellError('REQUEST_INVALID', `wait must be at most ${MAX_WAIT_SECONDS} seconds`);
+          }
+          const submission = await engine.waitFinal(req.params.submissionId, wait);
+          if (!submission)
+            throw new RuncellError('SUBMISSION_NOT_FOUND', `no submission has id ${req.params.submissionId}`);
+          return toStatus(submission);
+        },
+      );
 
     app.post<{ Params: { notebookId: string } }>(
       '/api/reset/:notebookId',

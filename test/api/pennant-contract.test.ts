@@ -64,6 +64,18 @@ describe('Pennant API', () => {
     expect(again.results.map((r) => r.output)).toEqual(['', 'Alice\n']);
   });
 
+  it('names submit and status by resource in its own API too', async () => {
+    const res = await app.inject({
+      method: 'POST',
+      url: '/api/v1/submissions',
+      payload: { notebookId: notebookId(), cells: [{ cellId: 'a', code: '6 * 7' }] },
+    });
+    expect(res.statusCode).toBe(202);
+    const status = (await app.inject(`/api/v1/submissions/${res.json().submissionId}?wait=30`)).json();
+    expect(status).toMatchObject({ status: 'success', results: [{ cellId: 'a', output: '42' }] });
+    expect((await app.inject('/python/api/v1/submissions/x')).statusCode).toBe(404);
+  });
+
   it('serves every route under /python too', async () => {
     const nb = notebookId();
     const status = await run(app, nb, ['x = 40', 'x + 2'], {}, '/python');

@@ -78,7 +78,7 @@ export function pennantRoutes(engine: Engine, defaultLanguage: Language | undefi
     const tags = ['pennant'];
     // runcell's own API names the same two routes by resource (at the root only).
     const own = (path: string) => (defaultLanguage === undefined ? [path] : []);
-    for (const path of ['/api/submit', ...own('/api/v1/submissions')])
+    for (const path of ['/api/submit', ...own('/api/v1/submissions')]) {
       app.post<{ Body: Static<typeof SubmitBody> }>(
         path,
         {
@@ -99,8 +99,9 @@ export function pennantRoutes(engine: Engine, defaultLanguage: Language | undefi
           return reply.code(202).send({ message: 'Submission accepted', submissionId });
         },
       );
+    }
 
-    for (const path of ['/api/status/:submissionId', ...own('/api/v1/submissions/:submissionId')])
+    for (const path of ['/api/status/:submissionId', ...own('/api/v1/submissions/:submissionId')]) {
       app.get<{ Params: { submissionId: string }; Querystring: { wait?: string } }>(
         path,
         {
@@ -130,6 +131,7 @@ export function pennantRoutes(engine: Engine, defaultLanguage: Language | undefi
           return toStatus(submission);
         },
       );
+    }
 
     app.post<{ Params: { notebookId: string } }>(
       '/api/reset/:notebookId',

@@ -155,10 +155,8 @@ export class Kernel {
   async execute(code: string, options: ExecOptions): Promise<ExecResult> {
     const output = new OutputBuffer(options.maxOutputBytes, options.onOutput);
     const started = performance.now();
-    if (this.#state !== 'idle') {
-      const exit = await this.#proc.exited;
-      return { outcome: this.#deadOutcome(exit), output, durationMs: 0 };
-    }
+    // Transform first: the kernel may die (or be evicted) while this awaits, and the state
+    // check below must see that, or the cell would wait for a kernel that is gone.
     if (this.#driver.transform) {
       const prepared = await this.#driver.transform(code);
       if ('error' in prepared) {
@@ -166,6 +164,10 @@ export class Kernel {
         return { outcome, output, durationMs: performance.now() - started };
       }
       code = prepared.code;
+    }
+    if (this.#state !== 'idle') {
+      const exit = await this.#proc.exited;
+      return { outcome: this.#deadOutcome(exit), output, durationMs: 0 };
     }
     const id = ++this.#nextId;
     this.#state = 'busy';

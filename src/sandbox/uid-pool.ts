@@ -12,10 +12,6 @@ export class UidPool {
     this.#free = Array.from({ length: size }, (_, i) => base + i);
   }
 
-  get available(): number {
-    return this.#free.length;
-  }
-
   /** The owner's uid (taking a free one if it holds none), or undefined when none is free. */
   acquire(owner: string): number | undefined {
     const held = this.#held.get(owner);

@@ -255,7 +255,6 @@ export class Engine {
       this.#running.delete(submission.notebookId);
     }
     await this.#store.finishSubmission(submission.id, state, new Date().toISOString(), reason);
-    this.#interactive.delete(submission.id);
     this.#announceFinished(submission.notebookId, submission.id, state, seq);
   }
 
@@ -350,6 +349,7 @@ export class Engine {
       status: pennantStatus(state),
     });
     this.#logs.delete(submissionId); // the Store has everything a late reader needs now
+    this.#interactive.delete(submissionId); // also for one cancelled before it ran
   }
 
   /**

@@ -122,6 +122,8 @@ export class WorkspaceFiles {
           ? { bytes: config.workspaceMb * 1048576, inodes: config.workspaceInodes }
           : undefined,
       env: { ...KERNEL_ENV },
+      // A small fixed budget: the operation is our own short script (it streams, never holds a
+      // file in memory); what it may write is bounded by the notebook's file size and quota.
       limits: {
         memoryBytes: 128 << 20,
         maxProcesses: 8,

@@ -103,16 +103,17 @@ export class KernelManager {
    */
   startCulling(isConnected: (notebookId: string) => boolean = () => false): void {
     const config = this.#config;
-    const timeouts: Record<Language, number> = {
-      python: config.cullIdleSecondsPython || config.cullIdleSeconds,
-      javascript: config.cullIdleSecondsJavascript || config.cullIdleSeconds,
-      typescript: config.cullIdleSecondsJavascript || config.cullIdleSeconds,
+    const overrides: Record<Language, number> = {
+      python: config.cullIdleSecondsPython,
+      javascript: config.cullIdleSecondsJavascript,
+      typescript: config.cullIdleSecondsJavascript,
     };
-    if (!Object.values(timeouts).some((t) => t > 0)) return;
+    const timeoutOf = (language: Language) => overrides[language] || config.cullIdleSeconds;
+    if (config.cullIdleSeconds <= 0 && !Object.values(overrides).some((t) => t > 0)) return;
     this.#cullTimer = setInterval(() => {
       const now = Date.now();
       for (const kernel of this.#kernels.values()) {
-        const timeout = timeouts[kernel.language];
+        const timeout = timeoutOf(kernel.language);
         const cullable =
           (kernel.state === 'idle' || (config.cullBusy && kernel.state === 'busy')) &&
           (config.cullConnected || !isConnected(kernel.notebookId));
@@ -142,7 +143,9 @@ export class KernelManager {
     const lost = this.#lost.has(key);
     this.#state(notebookId, language, lost ? 'restarted' : 'starting', lost);
     const config = this.#config;
-    const starting = Kernel.start(this.#sandbox, this.#drivers[language], {
+    const driver = this.#drivers[language];
+    if (!driver) throw new Error(`no kernel driver for ${language}`);
+    const starting = Kernel.start(this.#sandbox, driver, {
       notebookId,
       workspace: join(config.workspaceDir, notebookId),
       workspaceQuota:

@@ -1,3 +1,4 @@
-/** Languages with a built-in kernel. */
+/** Languages with a built-in kernel and a Pennant route prefix of their own (`/python`, ...). */
 export const LANGUAGES = ['python', 'javascript', 'typescript'] as const;
-export type Language = (typeof LANGUAGES)[number];
+/** A runtime's language name: a built-in one, `java`, `bash`, or `jupyter:<kernelspec>`. */
+export type Language = string;

@@ -5,6 +5,8 @@ export interface KernelDriver {
   readonly language: Language;
   /** Command line inside the sandbox. */
   argv(limits: { memoryBytes: number }): string[];
+  /** Host paths the kernel needs to see, read-only (see SandboxSpec.readOnlyBinds). */
+  readonly readOnlyBinds?: readonly string[];
   /**
    * Turns a cell into what the kernel runs (TypeScript → JavaScript), on the server; a cell that
    * does not compile is the cell's error, never the kernel's.

@@ -122,6 +122,7 @@ export class Kernel {
     const proc = await sandbox.spawn({
       owner: `notebook:${options.notebookId}`,
       argv: driver.argv({ memoryBytes: options.limits.memoryBytes }),
+      readOnlyBinds: driver.readOnlyBinds,
       workspace: options.workspace,
       workspaceQuota: options.workspaceQuota,
       env: { ...KERNEL_ENV },

@@ -211,6 +211,7 @@ export class BwrapSandbox implements Sandbox {
       if (stat.isSymbolicLink()) args.push('--symlink', `usr${link}`, link);
       else args.push('--ro-bind', link, link);
     }
+    for (const path of spec.readOnlyBinds ?? []) args.push('--ro-bind', path, path);
     args.push('--proc', '/proc', '--dev', '/dev');
     const tmp = String(spec.limits.tmpBytes);
     args.push('--size', tmp, '--perms', '1777', '--tmpfs', '/tmp');

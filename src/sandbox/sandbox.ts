@@ -31,6 +31,11 @@ export interface SandboxSpec {
   workspace?: string;
   /** Bytes and inodes of the workspace (its own filesystem); none when absent. */
   workspaceQuota?: { bytes: number; inodes: number };
+  /**
+   * Host paths (files or directories) also visible inside, read-only, at the same path: what a
+   * kernel needs beyond /usr (compiled drivers, a Jupyter kernelspec's files). Never a workspace.
+   */
+  readOnlyBinds?: readonly string[];
   /** The complete environment of the command; nothing of the server's leaks in. */
   env: Record<string, string>;
   limits: SandboxLimits;

@@ -29,7 +29,17 @@ export const KERNEL_LIMITS = {
 
 export const python = new PythonDriver('/usr/bin/python3');
 
+/** The server's default workspace quota: each notebook's workspace is a volume of its own. */
+export const WORKSPACE_QUOTA = { bytes: 1 << 30, inodes: 65536 };
+
 /** A Python kernel with every control on, as the server starts one. */
 export function startPythonKernel(sandbox: Sandbox, notebookId: string, workspace: string): Promise<Kernel> {
-  return Kernel.start(sandbox, python, { notebookId, workspace, limits: KERNEL_LIMITS, network: false, log });
+  return Kernel.start(sandbox, python, {
+    notebookId,
+    workspace,
+    workspaceQuota: WORKSPACE_QUOTA,
+    limits: KERNEL_LIMITS,
+    network: false,
+    log,
+  });
 }

@@ -1,10 +1,11 @@
 /**
- * Cold start of a Python kernel with every sandbox control on (pool uid, cgroups, rlimits,
- * namespaces, read-only root, the driver up to its ready frame), against two floors, all
- * interleaved in one run:
- *  - bare: `bwrap python3` printing one byte (the interpreter alone);
- *  - bare + driver: the same bwrap running runcell's driver up to its ready frame, so the
- *    ratio full / (bare + driver) is what the sandbox controls cost.
+ * Cold start of a Python kernel for a new notebook with every sandbox control on (pool uid,
+ * cgroups, rlimits, seccomp, namespaces, read-only root, its own workspace volume, the driver up
+ * to its ready frame, then a first `print(1)` cell), against floors, all interleaved in one run:
+ *  - bare: `bwrap python3 -I` printing one byte (the interpreter alone, with its site start-up);
+ *  - bare -S: the same without site (the driver skips site: see driver.py);
+ *  - bare + driver: the same bwrap running runcell's driver up to its ready frame, so
+ *    full / (bare + driver) is what the sandbox controls cost.
  *
  *   node --import tsx bench/kernel-cold-start.ts [rounds]
  */
@@ -16,7 +17,7 @@ import { benchDir, log, python, startPythonKernel } from './fixtures.ts';
 const ROUNDS = Number(process.argv[2] ?? 40);
 const root = benchDir();
 
-const BARE = [
+const BWRAP = [
   '/usr/bin/bwrap',
   '--unshare-all',
   '--die-with-parent',
@@ -37,29 +38,28 @@ const BARE = [
   '--dev',
   '/dev',
   '--',
-  '/usr/bin/python3',
-  '-I',
-  '-c',
-  "import os; os.write(1, b'r')",
 ];
+const PRINT = "import os; os.write(1, b'r')";
 
-function bare(): Promise<number> {
+function firstByte(argv: string[]): Promise<number> {
   const started = performance.now();
   return new Promise((resolve, reject) => {
-    const child = spawn(BARE[0]!, BARE.slice(1), { stdio: ['ignore', 'pipe', 'inherit'], env: {} });
+    const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'inherit'], env: {} });
     child.stdout.once('data', () => resolve(performance.now() - started));
     child.once('error', reject);
   });
 }
 
-const BARE_DRIVER = [...BARE.slice(0, BARE.indexOf('--') + 1), ...python.argv({ memoryBytes: 512 << 20 })];
+await python.prepare();
+const BARE_DRIVER = [...BWRAP, ...python.argv({ memoryBytes: 512 << 20 })];
 function bareDriver(): Promise<number> {
   const started = performance.now();
   return new Promise((resolve, reject) => {
     const child = spawn(BARE_DRIVER[0]!, BARE_DRIVER.slice(1), {
-      stdio: ['ignore', 'ignore', 'inherit', 'pipe', 'pipe'],
+      stdio: ['pipe', 'ignore', 'inherit', 'pipe', 'pipe'],
       env: {},
     });
+    child.stdin!.end(python.stdin());
     (child.stdio[4] as NodeJS.ReadableStream).once('data', () => {
       resolve(performance.now() - started);
       child.kill('SIGKILL');
@@ -70,28 +70,47 @@ function bareDriver(): Promise<number> {
 
 const sandbox = new BwrapSandbox({ uidBase: 64000, uidCount: 4, instance: 'bench', log });
 await sandbox.init();
-async function full(i: number): Promise<number> {
+async function full(i: number): Promise<[number, number]> {
   const started = performance.now();
   const kernel = await startPythonKernel(sandbox, `bench-${i}`, join(root, `ws-${i}`));
-  const ms = performance.now() - started;
+  const ready = performance.now() - started;
+  const run = await kernel.execute('print(1)', {
+    timeoutMs: 10_000,
+    cpuTimeMs: 0,
+    cpuCores: 1,
+    graceMs: 1000,
+    maxOutputBytes: 1 << 20,
+  });
+  const firstCell = performance.now() - started;
+  if (run.outcome.status !== 'ok') throw new Error(`first cell failed: ${JSON.stringify(run.outcome)}`);
   await kernel.kill();
-  return ms;
+  return [ready, firstCell];
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const bares: number[] = [];
+const baresNoSite: number[] = [];
 const bareDrivers: number[] = [];
-const fulls: number[] = [];
+const readies: number[] = [];
+const firstCells: number[] = [];
 for (let i = 0; i < ROUNDS; i++) {
-  bares.push(await bare());
+  bares.push(await firstByte([...BWRAP, '/usr/bin/python3', '-I', '-c', PRINT]));
+  baresNoSite.push(await firstByte([...BWRAP, '/usr/bin/python3', '-I', '-S', '-c', PRINT]));
   bareDrivers.push(await bareDriver());
-  fulls.push(await full(i));
+  const [ready, firstCell] = await full(i);
+  readies.push(ready);
+  firstCells.push(firstCell);
 }
 await sandbox.close();
-const [b, d, f] = [median(bares), median(bareDrivers), median(fulls)];
-console.log(`rounds: ${ROUNDS}, interleaved`);
-console.log(`bare bwrap python3 (first byte):            median ${b.toFixed(1)} ms`);
-console.log(`bare bwrap + runcell driver (ready frame):  median ${d.toFixed(1)} ms`);
-console.log(`runcell kernel, every control (ready):      median ${f.toFixed(1)} ms`);
-console.log(`controls cost: full / (bare + driver) = ${(f / d).toFixed(2)}`);
-console.log(`full / bare python3 = ${(f / b).toFixed(2)}`);
+const [b, s, d, r, c] = [bares, baresNoSite, bareDrivers, readies, firstCells].map(median) as number[];
+const ratio = (x: number, y: number) => (x / y).toFixed(2);
+console.log(`rounds: ${ROUNDS}, interleaved; new notebook each round`);
+console.log(`bare bwrap python3 -I (first byte):              median ${b!.toFixed(1)} ms`);
+console.log(`bare bwrap python3 -I -S (first byte):           median ${s!.toFixed(1)} ms`);
+console.log(`bare bwrap + runcell driver (ready frame):       median ${d!.toFixed(1)} ms`);
+console.log(`runcell kernel, every control (ready):           median ${r!.toFixed(1)} ms`);
+console.log(`runcell kernel, every control (print(1) result): median ${c!.toFixed(1)} ms`);
+console.log(`ready / bare python3 = ${ratio(r!, b!)}; ready / bare -S = ${ratio(r!, s!)}`);
+console.log(
+  `first cell / bare python3 = ${ratio(c!, b!)}; controls: ready / (bare + driver) = ${ratio(r!, d!)}`,
+);

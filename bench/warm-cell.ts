@@ -50,7 +50,7 @@ function viaWebSocket(code: string): Promise<number> {
   });
 }
 
-const sandbox = new BwrapSandbox({ uidBase: 64310, uidCount: 2, instance: 'bench-warm', log });
+const sandbox = new BwrapSandbox({ uidBase: 64400, uidCount: 2, instance: 'bench-warm', log });
 await sandbox.init();
 const kernel = await startPythonKernel(sandbox, 'floor', join(dataDir, 'floor'));
 async function viaPipe(code: string): Promise<number> {

@@ -4,37 +4,37 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import cors from '@fastify/cors';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { Type } from '@sinclair/typebox';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { installErrorHandling } from './api/error-handler.ts';
+import { documentRoutes } from './api/document-routes.ts';
 import { eventRoutes } from './api/event-routes.ts';
 import { fileRoutes } from './api/file-routes.ts';
 import { notebookStreamRoutes } from './api/notebook-stream-routes.ts';
 import websocket from '@fastify/websocket';
 import { WorkspaceFiles } from './files/workspace-files.ts';
+import { formatRoutes } from './api/format-routes.ts';
 import { pennantRoutes } from './api/pennant-routes.ts';
 import { ErrorResponse } from './api/schemas.ts';
 import type { Config } from './config.ts';
 import { Engine } from './engine/engine.ts';
-import { KernelManager } from './engine/kernel-manager.ts';
+import { KernelManager, parsePool } from './engine/kernel-manager.ts';
 import { NotebookFeed } from './engine/notebook-feed.ts';
+import { NotebookDocuments } from './notebooks/notebook-documents.ts';
 import { LANGUAGES } from './engine/languages.ts';
-import { discoverRuntimes } from './engine/runtimes.ts';
+import { discoverKernels } from './engine/runtimes.ts';
 import { errorBody, RuncellError } from './errors.ts';
-import { JavascriptDriver } from './kernels/javascript/javascript-driver.ts';
-import { PythonDriver } from './kernels/python/python-driver.ts';
-import { TypescriptDriver } from './kernels/typescript/typescript-driver.ts';
 import { MemoryEventBus } from './queue/memory-event-bus.ts';
 import { MemoryQueue } from './queue/memory-queue.ts';
 import { BwrapSandbox } from './sandbox/bwrap-sandbox.ts';
 import { NoneSandbox } from './sandbox/none-sandbox.ts';
 import type { Sandbox } from './sandbox/sandbox.ts';
 import { sweepVolumes } from './sandbox/workspace-volume.ts';
-import { ensureWorkspaceRoot, resolveWorkspaceRoot } from './sandbox/workspace.ts';
+import { ensureWorkspaceRoot, poolRootOf, resolveWorkspaceRoot } from './sandbox/workspace.ts';
 import { SqliteStore } from './store/sqlite-store.ts';
 
 const PUBLIC_PATHS = ['/healthz', '/docs', '/openapi.json'];
@@ -57,7 +57,7 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
   const workspaceRoot = resolveWorkspaceRoot(config.dataDir, config.workspaceDir);
   ensureWorkspaceRoot(workspaceRoot);
   if (process.getuid?.() === 0) {
-    const stale = await sweepVolumes(workspaceRoot);
+    const stale = (await sweepVolumes(workspaceRoot)) + (await sweepVolumes(poolRootOf(workspaceRoot)));
     if (stale > 0) app.log.warn({ stale }, 'unmounted workspaces a previous run left mounted');
   }
   const sandbox: Sandbox =
@@ -65,7 +65,8 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
       ? new NoneSandbox()
       : new BwrapSandbox({
           uidBase: config.sandboxUidBase,
-          uidCount: config.maxKernels,
+          // Claimed kernels count against maxKernels; pooled ones wait beside them.
+          uidCount: config.maxKernels + [...parsePool(config.kernelPool).values()].reduce((a, b) => a + b, 0),
           instance: createHash('sha256').update(resolve(config.dataDir)).digest('hex').slice(0, 12),
           log: app.log,
         });
@@ -74,20 +75,16 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
   const bus = new MemoryEventBus();
   const withWorkspaces = { ...config, workspaceDir: workspaceRoot };
   const feed = new NotebookFeed(bus);
-  const kernels = new KernelManager(
-    sandbox,
-    {
-      python: new PythonDriver(config.pythonPath),
-      javascript: new JavascriptDriver(config.nodePath),
-      typescript: new TypescriptDriver(config.nodePath),
-    },
-    withWorkspaces,
+  // Drivers compiled at first use (Java's) are kept beside the workspaces, where the sandbox
+  // uids can read them.
+  const { runtimes, drivers } = await discoverKernels(
+    config,
+    join(dirname(workspaceRoot), 'drivers'),
     app.log,
-    feed,
   );
-  const runtimes = await discoverRuntimes(config);
   if (runtimes.length === 0)
     app.log.warn('no language runtime was found: check RUNCELL_PYTHON_PATH and RUNCELL_NODE_PATH');
+  const kernels = new KernelManager(sandbox, drivers, withWorkspaces, app.log, feed);
   const engine = new Engine({ config, store, queue, bus, kernels, feed, runtimes, log: app.log });
 
   app.addHook('onClose', async () => {
@@ -135,6 +132,7 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
               isolated: { type: 'boolean' },
               languages: { type: 'array', items: { type: 'string' } },
               kernels: { type: 'integer' },
+              pooledKernels: { type: 'integer' },
             },
           },
         },
@@ -146,6 +144,7 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
       isolated: sandbox.isolated,
       languages: runtimes.map((r) => r.language),
       kernels: kernels.liveCount,
+      pooledKernels: kernels.pooledCount,
     }),
   );
 
@@ -172,6 +171,7 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
   );
 
   await app.register(pennantRoutes(engine, undefined));
+  await app.register(formatRoutes());
   await app.register(websocket, {
     options: {
       maxPayload: config.bodyLimitBytes,
@@ -185,6 +185,18 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
   for (const language of LANGUAGES) {
     await app.register(pennantRoutes(engine, language), { prefix: `/${language}` });
   }
+  await app.register(
+    documentRoutes(
+      new NotebookDocuments({
+        store,
+        engine,
+        feed,
+        runtimes,
+        defaultLanguage: config.defaultLanguage,
+        log: app.log,
+      }),
+    ),
+  );
   return app;
 }
 

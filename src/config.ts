@@ -36,13 +36,10 @@ export const ConfigSchema = Type.Object({
     default: [],
     description: 'Browser origins allowed to call the API (comma-separated; `*` for any). None by default.',
   }),
-  defaultLanguage: Type.Union(
-    [Type.Literal('python'), Type.Literal('javascript'), Type.Literal('typescript')],
-    {
-      default: 'python',
-      description: 'Language of cells whose submission names none.',
-    },
-  ),
+  defaultLanguage: Type.String({
+    default: 'python',
+    description: 'Language of cells whose submission names none (any runtime this server offers).',
+  }),
   sandbox: Type.Union([Type.Literal('bwrap'), Type.Literal('none')], {
     default: 'bwrap',
     description: 'Sandbox backend. `none` runs kernels unconfined: development only, loopback only.',
@@ -55,6 +52,11 @@ export const ConfigSchema = Type.Object({
   sandboxNetwork: Type.Boolean({ default: false, description: 'Give kernels network access.' }),
   pythonPath: Type.String({ default: '/usr/bin/python3', description: 'Python interpreter for kernels.' }),
   nodePath: Type.String({ default: '/usr/bin/node', description: 'Node.js binary for JavaScript kernels.' }),
+  jupyterKernelspecDir: Type.String({
+    default: '',
+    description:
+      'Extra directory of Jupyter kernelspecs (`<name>/kernel.json`), searched before /usr/local/share/jupyter/kernels and /usr/share/jupyter/kernels; each spec is offered as `jupyter:<name>`.',
+  }),
   cellTimeoutSeconds: Int(30, 'Timeout of a cell whose submission gives none.', 1),
   maxCellTimeoutSeconds: Int(300, 'Upper bound for the timeout a submission may ask for.', 1),
   cellCpuSeconds: Int(
@@ -85,6 +87,11 @@ export const ConfigSchema = Type.Object({
   workspaceInodes: Int(65536, "Files and directories each notebook's workspace may hold.", 64),
   maxUploadBytes: Int(256 * 1048576, 'Largest file upload into a workspace, bytes.', 1),
   kernelTmpMb: Int(64, 'Size of the private /tmp and /dev/shm of each kernel, MiB.', 1),
+  kernelPool: Type.Array(Type.String({ pattern: '^[a-z][a-z0-9:._-]*=[0-9]+$' }), {
+    default: ['python=2'],
+    description:
+      'Kernels kept started ahead, per language (`python=2,javascript=1`): a new notebook claims one for its first cell, and it is replaced in the background. Empty for none.',
+  }),
   maxKernels: Int(64, 'Live kernels per machine; the least recently used idle one is stopped beyond it.', 1),
   cullIdleSeconds: Int(
     3600,

@@ -16,7 +16,8 @@ export function tempDir(prefix = 'runcell-test-'): string {
 }
 
 export function testConfig(overrides: Partial<Config> = {}): Config {
-  return loadConfig({}, [], { dataDir: tempDir(), logLevel: 'silent', ...overrides });
+  // No warm pool unless a test asks: its kernels would hold uids and CPU the test does not expect.
+  return loadConfig({}, [], { dataDir: tempDir(), logLevel: 'silent', kernelPool: [], ...overrides });
 }
 
 /** Collects a sandboxed process's stdout and stderr until it exits. */

@@ -75,6 +75,20 @@ export function notebookStreamRoutes(engine: Engine, feed: NotebookFeed) {
       },
     );
 
+    app.post<{ Params: { notebookId: string } }>(
+      '/api/v1/notebooks/:notebookId/interrupt',
+      {
+        schema: {
+          tags,
+          summary:
+            "Stop the notebook's running cell, keeping its context: the cell's result says interrupted, the submission's later cells do not run",
+          params,
+          response: { 200: Type.Object({ interrupted: Type.Boolean() }), ...errorResponses },
+        },
+      },
+      async (req) => ({ interrupted: engine.interrupt(req.params.notebookId) }),
+    );
+
     app.get<{ Params: { notebookId: string }; Querystring: { lastEventId?: string } }>(
       '/api/v1/notebooks/:notebookId/ws',
       {

@@ -11,9 +11,30 @@ function withLine(text: string, line: string): string {
   return (text.endsWith('\n') ? text : text + '\n') + line;
 }
 
+/**
+ * What a Pennant client shows of a display: its text/plain (`<Figure size 640x480 with 1 Axes>`),
+ * else the kinds of data it holds (`[image/png]`).
+ */
+function displayLine(data: Record<string, unknown>): string {
+  const plain = data['text/plain'];
+  const mimes = Object.keys(data);
+  const line = typeof plain === 'string' ? plain : mimes.length > 0 ? `[${mimes.join(', ')}]` : '';
+  return line === '' || line.endsWith('\n') ? line : line + '\n';
+}
+
+/** stdout and stderr interleaved, each display as a line of its own. */
+function outputText(outputs: JupyterOutput[]): string {
+  let text = '';
+  for (const o of outputs) {
+    if (o.output_type === 'stream') text += o.text;
+    else if (o.output_type === 'display_data') text = withLine(text, displayLine(o.data));
+  }
+  return text;
+}
+
 /** The cell's output, then its value or error (from the same byte budget), then the marker. */
 function finalText(output: OutputBuffer, tail: string): string {
-  return withLine(withLine(output.text, tail), output.marker);
+  return withLine(withLine(outputText(output.outputs), tail), output.marker);
 }
 
 const limitText = (limit: 'timeout' | 'cpu-time', ctx: CellContext) =>

@@ -30,7 +30,7 @@ import {
 import type { KernelManager } from './kernel-manager.ts';
 import type { NotebookFeed } from './notebook-feed.ts';
 import type { Language } from './languages.ts';
-import { resolveRuntime, type Runtime } from './runtimes.ts';
+import { resolveKernel, type Runtime } from './runtimes.ts';
 
 export interface SubmitInput {
   notebookId: string;
@@ -98,6 +98,7 @@ export class Engine {
     await this.#failUnfinished('the server restarted before this submission finished');
     this.#queue.process((task) => this.#run(task));
     this.#kernels.startCulling((notebookId) => this.#feed.isFollowed(notebookId));
+    await this.#kernels.startPool();
   }
 
   async submit(input: SubmitInput): Promise<string> {
@@ -207,7 +208,7 @@ export class Engine {
   }
 
   #language(name: string): Language {
-    return resolveRuntime(this.#runtimes, name).language;
+    return resolveKernel(this.#runtimes, name);
   }
 
   async #run(task: QueueTask): Promise<void> {

@@ -2,15 +2,33 @@
  * KernelManager: the live kernels of this machine, one per (notebook, language). Starts them on
  * first use, remembers when a notebook lost its context (so the next result can say so), stops
  * the least recently used idle kernel when the machine is full, and kills them on reset.
+ *
+ * The warm pool: per language (config kernelPool), kernels started ahead for no notebook, each in
+ * a sandbox of its own with a fresh uid and an empty workspace of its own. A new notebook (no
+ * workspace, no live kernel) claims one: its uid and workspace become the notebook's. Pooled
+ * kernels are not counted against maxKernels until claimed.
  */
+import { randomUUID } from 'node:crypto';
+import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Config } from '../config.ts';
 import { Kernel } from '../kernels/kernel.ts';
 import type { KernelDriver } from '../kernels/kernel-driver.ts';
-import type { Sandbox } from '../sandbox/sandbox.ts';
+import type { Sandbox, SandboxLimits } from '../sandbox/sandbox.ts';
+import { ensureWorkspaceRoot, poolRootOf } from '../sandbox/workspace.ts';
 import type { Language } from './languages.ts';
 import { isSafeId } from './ids.ts';
+
+/** config.kernelPool (`python=2`, ...) as language → count. */
+export function parsePool(entries: readonly string[]): Map<Language, number> {
+  return new Map(
+    entries.map((entry) => {
+      const [language, count] = entry.split('=') as [string, string];
+      return [language, Number(count)];
+    }),
+  );
+}
 
 export interface AcquiredKernel {
   kernel: Kernel;
@@ -36,6 +54,10 @@ export class KernelManager {
   readonly #stopping = new Set<Kernel>();
   #closed = false;
   #cullTimer: NodeJS.Timeout | undefined;
+  /** Pooled kernels ready to be claimed, and how many are being started, per language. */
+  readonly #pool = new Map<Language, Kernel[]>();
+  readonly #filling = new Map<Language, number>();
+  readonly #poolSizes = new Map<Language, number>();
 
   readonly #events: KernelEvents | undefined;
 
@@ -61,6 +83,30 @@ export class KernelManager {
   isActive(notebookId: string): boolean {
     for (const kernel of this.#kernels.values()) if (kernel.notebookId === notebookId) return true;
     return false;
+  }
+
+  /** Kernels waiting in the pool. */
+  get pooledCount(): number {
+    let n = 0;
+    for (const kernels of this.#pool.values()) n += kernels.length;
+    return n;
+  }
+
+  /** Fills the warm pool (config kernelPool); what a previous run left in it is removed first. */
+  async startPool(): Promise<void> {
+    for (const [language, count] of parsePool(this.#config.kernelPool)) {
+      if (!this.#drivers[language]) {
+        this.#log.warn({ language }, 'kernelPool names a language this server does not offer');
+        continue;
+      }
+      if (count > 0) this.#poolSizes.set(language, count);
+    }
+    if (this.#poolSizes.size === 0) return;
+    // The server swept the volumes a previous run left mounted here (app.ts).
+    const root = this.#poolRoot();
+    rmSync(root, { recursive: true, force: true });
+    ensureWorkspaceRoot(root);
+    for (const language of this.#poolSizes.keys()) this.#refill(language);
   }
 
   async acquire(notebookId: string, language: Language): Promise<AcquiredKernel> {
@@ -134,7 +180,100 @@ export class KernelManager {
     clearInterval(this.#cullTimer);
     this.#closed = true;
     await Promise.allSettled(this.#starting.values());
-    await Promise.all([...this.#kernels.values()].map((k) => this.#stop(k, 'the server is shutting down')));
+    const pooled = [...this.#pool.values()].flat();
+    this.#pool.clear();
+    await Promise.all(
+      [...this.#kernels.values(), ...pooled].map((k) => this.#stop(k, 'the server is shutting down')),
+    );
+  }
+
+  #poolRoot(): string {
+    return poolRootOf(this.#config.workspaceDir);
+  }
+
+  #limits(): SandboxLimits {
+    const config = this.#config;
+    return {
+      memoryBytes: config.kernelMemoryMb * 1048576,
+      maxProcesses: config.kernelMaxProcesses,
+      tmpBytes: config.kernelTmpMb * 1048576,
+      cpus: config.kernelCpus,
+      openFiles: config.kernelMaxOpenFiles,
+      fileBytes: config.kernelMaxFileMb * 1048576,
+    };
+  }
+
+  #workspaceQuota(): { bytes: number; inodes: number } | undefined {
+    const config = this.#config;
+    return config.workspaceMb > 0
+      ? { bytes: config.workspaceMb * 1048576, inodes: config.workspaceInodes }
+      : undefined;
+  }
+
+  /** Starts pooled kernels until the language's pool is full; a failed start retries later. */
+  #refill(language: Language): void {
+    const size = this.#poolSizes.get(language) ?? 0;
+    const ready = this.#pool.get(language) ?? [];
+    this.#pool.set(language, ready);
+    const filling = this.#filling.get(language) ?? 0;
+    if (this.#closed || ready.length + filling >= size) return;
+    this.#filling.set(language, filling + 1);
+    const id = randomUUID();
+    const poolId = `pool-${id}`;
+    let started: Kernel | undefined;
+    Kernel.start(this.#sandbox, this.#drivers[language]!, {
+      notebookId: poolId,
+      workspace: join(this.#poolRoot(), id),
+      workspaceQuota: this.#workspaceQuota(),
+      limits: this.#limits(),
+      network: this.#config.sandboxNetwork,
+      log: this.#log,
+      // The debug feed shows a pooled kernel's messages once a notebook has claimed it.
+      onMessage: this.#config.debugFeed
+        ? (direction, message) => {
+            const notebookId = started?.notebookId;
+            if (notebookId && notebookId !== poolId) {
+              this.#events?.publish(notebookId, { type: 'kernel.message', language, direction, message });
+            }
+          }
+        : undefined,
+    }).then(
+      (kernel) => {
+        started = kernel;
+        this.#filling.set(language, this.#filling.get(language)! - 1);
+        if (this.#closed) return void kernel.kill('the server is shutting down');
+        ready.push(kernel);
+        // A pooled kernel that dies (it should not) just leaves the pool.
+        void kernel.exited.then(() => {
+          const at = ready.indexOf(kernel);
+          if (at >= 0) ready.splice(at, 1);
+          this.#refill(language);
+        });
+        this.#refill(language);
+      },
+      (err: unknown) => {
+        this.#filling.set(language, this.#filling.get(language)! - 1);
+        this.#log.warn({ err, language }, 'could not start a pooled kernel; retrying in 5 s');
+        setTimeout(() => this.#refill(language), 5000).unref();
+      },
+    );
+  }
+
+  /** A pooled kernel handed to a new notebook, or undefined (no pooled kernel, not new). */
+  async #claim(notebookId: string, language: Language, workspace: string): Promise<Kernel | undefined> {
+    const ready = this.#pool.get(language);
+    if (!ready?.length || existsSync(workspace) || this.isActive(notebookId)) return undefined;
+    const kernel = ready.shift()!;
+    this.#refill(language);
+    try {
+      await kernel.assign(this.#sandbox, notebookId, workspace);
+      return kernel;
+    } catch (err) {
+      // E.g. a file operation of the notebook started meanwhile: start a kernel the usual way.
+      this.#log.info({ err, notebookId }, 'pooled kernel not used');
+      await this.#stop(kernel, 'the pooled kernel could not be handed over');
+      return undefined;
+    }
   }
 
   async #start(key: string, notebookId: string, language: Language): Promise<Kernel> {
@@ -145,28 +284,23 @@ export class KernelManager {
     const config = this.#config;
     const driver = this.#drivers[language];
     if (!driver) throw new Error(`no kernel driver for ${language}`);
-    const starting = Kernel.start(this.#sandbox, driver, {
-      notebookId,
-      workspace: join(config.workspaceDir, notebookId),
-      workspaceQuota:
-        config.workspaceMb > 0
-          ? { bytes: config.workspaceMb * 1048576, inodes: config.workspaceInodes }
-          : undefined,
-      limits: {
-        memoryBytes: config.kernelMemoryMb * 1048576,
-        maxProcesses: config.kernelMaxProcesses,
-        tmpBytes: config.kernelTmpMb * 1048576,
-        cpus: config.kernelCpus,
-        openFiles: config.kernelMaxOpenFiles,
-        fileBytes: config.kernelMaxFileMb * 1048576,
-      },
-      network: config.sandboxNetwork,
-      log: this.#log,
-      onMessage: config.debugFeed
-        ? (direction, message) =>
-            this.#events?.publish(notebookId, { type: 'kernel.message', language, direction, message })
-        : undefined,
-    });
+    const workspace = join(config.workspaceDir, notebookId);
+    const starting = this.#claim(notebookId, language, workspace).then(
+      (claimed) =>
+        claimed ??
+        Kernel.start(this.#sandbox, driver, {
+          notebookId,
+          workspace,
+          workspaceQuota: this.#workspaceQuota(),
+          limits: this.#limits(),
+          network: config.sandboxNetwork,
+          log: this.#log,
+          onMessage: config.debugFeed
+            ? (direction, message) =>
+                this.#events?.publish(notebookId, { type: 'kernel.message', language, direction, message })
+            : undefined,
+        }),
+    );
     this.#starting.set(key, starting);
     try {
       const kernel = await starting;

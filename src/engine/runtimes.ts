@@ -1,12 +1,26 @@
 /**
  * The runtimes this machine offers, found at start: a language is offered only when its
- * interpreter is there and answers with its version. Requests name a language, an alias, and
- * optionally a version prefix: `python`, `py`, `python@3.11`, `node@20`.
+ * interpreter or toolchain is there and answers with its version. Requests name a language, an
+ * alias, and optionally a version prefix: `python`, `py`, `python@3.11`, `java@17`, `node@20`,
+ * `jupyter:python3`.
+ *
+ * Each stateful runtime has a kernel, named by `kernel`: the language for its newest version,
+ * `language@major` for the others (so `java@17` beside a newer default JDK is a kernel of its
+ * own, and `java@25`, when 25 is the newest, is the same kernel as `java`).
  */
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
+import type { FastifyBaseLogger } from 'fastify';
 import type { Config } from '../config.ts';
 import { RuncellError } from '../errors.ts';
+import { findJdks } from '../kernels/java/build.ts';
+import { JavaDriver } from '../kernels/java/java-driver.ts';
+import { JavascriptDriver } from '../kernels/javascript/javascript-driver.ts';
+import { discoverKernelspecs } from '../kernels/jupyter/kernelspecs.ts';
+import { JupyterDriver } from '../kernels/jupyter/jupyter-driver.ts';
+import type { KernelDriver } from '../kernels/kernel-driver.ts';
+import { PythonDriver } from '../kernels/python/python-driver.ts';
+import { TypescriptDriver } from '../kernels/typescript/typescript-driver.ts';
 import type { Language } from './languages.ts';
 
 const run = promisify(execFile);
@@ -19,42 +33,77 @@ export interface Runtime {
   stateful: boolean;
   /** Runs one-shot programs (jobs). */
   oneShot: boolean;
+  /** The kernel cells of this runtime run in (a key of the drivers), when stateful. */
+  kernel?: string;
 }
 
-async function version(binary: string, pattern: RegExp): Promise<string | undefined> {
+export interface Kernels {
+  runtimes: Runtime[];
+  /** Kernel drivers by Runtime.kernel. */
+  drivers: Record<string, KernelDriver>;
+}
+
+async function version(binary: string, args: string[], pattern: RegExp): Promise<string | undefined> {
   try {
-    const { stdout, stderr } = await run(binary, ['--version'], { env: {}, timeout: 10_000 });
+    const { stdout, stderr } = await run(binary, args, { env: {}, timeout: 10_000 });
     return pattern.exec(stdout + stderr)?.[1];
   } catch {
     return undefined;
   }
 }
 
-export async function discoverRuntimes(config: Config): Promise<Runtime[]> {
-  const [python, node] = await Promise.all([
-    version(config.pythonPath, /Python (\d+\.\d+\.\d+)/),
-    version(config.nodePath, /v(\d+\.\d+\.\d+)/),
+/**
+ * Finds the kernels this machine can run. `driversDir` holds drivers compiled at first use
+ * (Java's); it must be readable by the sandbox uids.
+ */
+export async function discoverKernels(
+  config: Config,
+  driversDir: string,
+  log: FastifyBaseLogger,
+): Promise<Kernels> {
+  const [python, node, jdks] = await Promise.all([
+    version(config.pythonPath, ['--version'], /Python (\d+\.\d+\.\d+)/),
+    version(config.nodePath, ['--version'], /v(\d+\.\d+\.\d+)/),
+    findJdks(),
   ]);
   const runtimes: Runtime[] = [];
-  if (python)
-    runtimes.push({
-      language: 'python',
-      version: python,
-      aliases: ['py', 'python3'],
-      stateful: true,
-      oneShot: false,
-    });
-  if (node) {
-    runtimes.push({
-      language: 'javascript',
-      version: node,
-      aliases: ['js', 'node'],
-      stateful: true,
-      oneShot: false,
-    });
-    runtimes.push({ language: 'typescript', version: node, aliases: ['ts'], stateful: true, oneShot: false });
+  const drivers: Record<string, KernelDriver> = {};
+  const add = (runtime: Omit<Runtime, 'stateful' | 'oneShot' | 'kernel'>, driver: KernelDriver) => {
+    runtimes.push({ ...runtime, stateful: true, oneShot: false, kernel: driver.language });
+    drivers[driver.language] = driver;
+  };
+  if (python) {
+    add(
+      { language: 'python', version: python, aliases: ['py', 'python3'] },
+      new PythonDriver(config.pythonPath),
+    );
   }
-  return runtimes;
+  if (node) {
+    add(
+      { language: 'javascript', version: node, aliases: ['js', 'node'] },
+      new JavascriptDriver(config.nodePath),
+    );
+    add({ language: 'typescript', version: node, aliases: ['ts'] }, new TypescriptDriver(config.nodePath));
+  }
+  jdks.forEach((jdk, i) => {
+    const kernel = i === 0 ? 'java' : `java@${jdk.version.split('.')[0]}`;
+    add(
+      { language: 'java', version: jdk.version, aliases: ['jshell'] },
+      new JavaDriver(jdk.home, driversDir, kernel),
+    );
+  });
+  if (node) {
+    const { kernelspecs, skipped } = discoverKernelspecs(config.jupyterKernelspecDir || undefined);
+    for (const skip of skipped) log.warn(skip, 'Jupyter kernelspec skipped');
+    for (const spec of kernelspecs) {
+      // A kernel's version is its own business (it says so when it starts): the spec is versionless.
+      add(
+        { language: `jupyter:${spec.name}`, version: 'kernelspec', aliases: [] },
+        new JupyterDriver(config.nodePath, spec),
+      );
+    }
+  }
+  return { runtimes, drivers };
 }
 
 /** The runtime a request names, or a 400 that lists what is available. */
@@ -71,4 +120,13 @@ export function resolveRuntime(runtimes: Runtime[], requested: string): Runtime 
     'LANGUAGE_UNSUPPORTED',
     `language ${JSON.stringify(requested)} is not available; available: ${available}`,
   );
+}
+
+/** The kernel a request's cells run in (see Runtime.kernel), or a 400. */
+export function resolveKernel(runtimes: Runtime[], requested: string): string {
+  const runtime = resolveRuntime(
+    runtimes.filter((r) => r.stateful),
+    requested,
+  );
+  return runtime.kernel!;
 }

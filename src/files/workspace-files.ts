@@ -4,6 +4,7 @@
  * kernels see it (file-op.py): the server process never opens a path inside a workspace, so no
  * symlink or hard link a cell planted can lead it to a host file.
  */
+import { ownerOf } from '../kernels/kernel.ts';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -114,7 +115,7 @@ export class WorkspaceFiles {
   async #start(notebookId: string, op: Op, path: string): Promise<SandboxProcess> {
     const config = this.#config;
     const proc = await this.#sandbox.spawn({
-      owner: `notebook:${notebookId}`,
+      owner: ownerOf(notebookId),
       argv: [config.pythonPath, '-I', '-c', SCRIPT, op, path],
       workspace: join(config.workspaceDir, notebookId),
       workspaceQuota:

@@ -5,6 +5,10 @@ export interface KernelDriver {
   readonly language: Language;
   /** Command line inside the sandbox. */
   argv(limits: { memoryBytes: number }): string[];
+  /** One-time work before the first start (compiling the driver); memoized by the driver. */
+  prepare?(): Promise<void>;
+  /** What the kernel reads on fd 0 at start (see SandboxSpec.stdin). */
+  stdin?(): Buffer | undefined;
   /** Host paths the kernel needs to see, read-only (see SandboxSpec.readOnlyBinds). */
   readonly readOnlyBinds?: readonly string[];
   /**
@@ -32,6 +36,8 @@ export const KERNEL_ENV: Readonly<Record<string, string>> = {
   LANG: 'C.UTF-8',
   LC_ALL: 'C.UTF-8',
   MPLBACKEND: 'Agg',
+  // matplotlib's config and font cache go to the kernel's /tmp, not HOME (the workspace).
+  MPLCONFIGDIR: '/tmp/matplotlib',
   // glibc reserves 64 MiB of address space per malloc arena (one per thread): with the Python
   // kernel's address-space cap that would waste most of it.
   MALLOC_ARENA_MAX: '2',

@@ -62,6 +62,9 @@ export interface KernelOptions {
   onMessage?: (direction: 'in' | 'out', message: KernelRequest | KernelEvent) => void;
 }
 
+/** A notebook's processes (kernels, file operations) share its workspace: one sandbox owner, one uid. */
+export const ownerOf = (notebookId: string) => `notebook:${notebookId}`;
+
 const DIAGNOSTIC_TAIL_BYTES = 4096;
 const CHANNEL_CLOSED_GRACE_MS = 250;
 const NO_INPUT =
@@ -76,14 +79,15 @@ interface RunningCell {
 
 export class Kernel {
   readonly id = randomUUID();
-  readonly notebookId: string;
+  #notebookId: string;
   readonly language: Language;
   lastActivity = Date.now();
   #state: KernelState = 'starting';
   readonly #proc: SandboxProcess;
   readonly #driver: KernelDriver;
   readonly #onMessage: KernelOptions['onMessage'];
-  readonly #log: FastifyBaseLogger;
+  #log: FastifyBaseLogger;
+  readonly #baseLog: FastifyBaseLogger;
   readonly #limits: SandboxLimits;
   readonly #decoder = new FrameDecoder();
   #nextId = 0;
@@ -93,14 +97,11 @@ export class Kernel {
   #ready!: { resolve: () => void; reject: (err: Error) => void };
 
   private constructor(proc: SandboxProcess, driver: KernelDriver, options: KernelOptions) {
-    this.notebookId = options.notebookId;
+    this.#notebookId = options.notebookId;
     this.language = driver.language;
     this.#limits = options.limits;
-    this.#log = options.log.child({
-      kernelId: this.id,
-      notebookId: options.notebookId,
-      language: driver.language,
-    });
+    this.#baseLog = options.log;
+    this.#log = this.#childLog();
     this.#proc = proc;
     this.#driver = driver;
     this.#onMessage = options.onMessage;
@@ -117,11 +118,33 @@ export class Kernel {
     void this.#proc.exited.then((exit) => this.#onExit(exit));
   }
 
+  get notebookId(): string {
+    return this.#notebookId;
+  }
+
+  #childLog(): FastifyBaseLogger {
+    return this.#baseLog.child({ kernelId: this.id, notebookId: this.#notebookId, language: this.language });
+  }
+
+  /**
+   * Hands a pooled kernel, started for no notebook and never used, to a new notebook: the
+   * sandbox's uid and workspace become the notebook's (see Sandbox.transfer).
+   */
+  async assign(sandbox: Sandbox, notebookId: string, workspace: string): Promise<void> {
+    if (this.#state !== 'idle' || this.#nextId !== 0) throw new Error('only an unused idle kernel moves');
+    await sandbox.transfer(this.#proc, { owner: ownerOf(notebookId), workspace });
+    this.#notebookId = notebookId;
+    this.#log = this.#childLog();
+    this.lastActivity = Date.now();
+  }
+
   /** Starts a kernel and resolves once it can run cells. */
   static async start(sandbox: Sandbox, driver: KernelDriver, options: KernelOptions): Promise<Kernel> {
+    await driver.prepare?.();
     const proc = await sandbox.spawn({
-      owner: `notebook:${options.notebookId}`,
+      owner: ownerOf(options.notebookId),
       argv: driver.argv({ memoryBytes: options.limits.memoryBytes }),
+      stdin: driver.stdin?.(),
       readOnlyBinds: driver.readOnlyBinds,
       workspace: options.workspace,
       workspaceQuota: options.workspaceQuota,

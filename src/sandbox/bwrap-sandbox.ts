@@ -9,7 +9,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { closeSync, constants, existsSync, lstatSync, mkdirSync, openSync } from 'node:fs';
+import { closeSync, constants, existsSync, lstatSync, mkdirSync, openSync, renameSync } from 'node:fs';
 import type { Readable, Writable } from 'node:stream';
 import type { FastifyBaseLogger } from 'fastify';
 import { RuncellError } from '../errors.ts';
@@ -32,9 +32,27 @@ const WORKSPACE_FD = 5;
 const SECCOMP_FD = 6;
 
 /** Host paths visible read-only inside, when they exist. */
-const SYSTEM_PATHS = ['/usr', '/etc/alternatives', '/etc/ld.so.cache', '/etc/localtime', '/etc/ssl/certs'];
+const SYSTEM_PATHS = [
+  '/usr',
+  '/etc/alternatives',
+  '/etc/ld.so.cache',
+  '/etc/localtime',
+  '/etc/ssl/certs',
+  // Fonts and Debian's matplotlib settings: figures render without writing caches anywhere.
+  '/etc/fonts',
+  '/var/cache/fontconfig',
+  '/etc/matplotlibrc',
+];
 /** Merged-/usr symlinks to recreate. */
 const USR_LINKS = ['/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32'];
+
+/** The owner (uid) and workspace a live tree holds. */
+interface Binding {
+  owner: string;
+  workspace: string | undefined;
+  /** The workspace, when it is a volume this tree attached. */
+  volume: string | undefined;
+}
 
 export interface BwrapSandboxOptions {
   uidBase: number;
@@ -55,6 +73,7 @@ export class BwrapSandbox implements Sandbox {
   readonly #seccomp = seccompFilter();
   readonly #instance: string;
   readonly #volumes = new WorkspaceVolumes();
+  readonly #bindings = new Map<SandboxProcess, Binding>();
   #closed: Promise<void> | undefined;
 
   constructor(options: BwrapSandboxOptions) {
@@ -117,22 +136,22 @@ export class BwrapSandbox implements Sandbox {
     const volume =
       this.#asRoot && spec.workspace !== undefined && spec.workspaceQuota ? spec.workspace : undefined;
     let attached = false;
+    // What the tree holds; transfer() changes it for a pooled kernel.
+    const binding: Binding = { owner: spec.owner, workspace: spec.workspace, volume };
     const release = async () => {
-      if (attached) await this.#volumes.detach(volume!);
-      if (this.#asRoot) this.#uids.release(spec.owner);
+      if (attached) await this.#volumes.detach(binding.volume!);
+      if (this.#asRoot) this.#uids.release(binding.owner);
     };
     try {
       if (spec.workspace !== undefined) {
         mkdirSync(spec.workspace, { recursive: true, mode: 0o700 });
+        let mountPoint = spec.workspace;
         if (volume) {
-          await this.#volumes.attach(volume, spec.workspaceQuota!);
+          mountPoint = await this.#volumes.attach(volume, spec.workspaceQuota!);
           attached = true;
         }
-        await prepareWorkspace(spec.workspace, this.#asRoot ? uid : undefined);
-        workspaceFd = openSync(
-          spec.workspace,
-          constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW,
-        );
+        await prepareWorkspace(mountPoint, this.#asRoot ? uid : undefined);
+        workspaceFd = openSync(mountPoint, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW);
       }
       cgroup = this.#cgroups?.create(`k-${uid}-${randomUUID().slice(0, 8)}`, spec.limits);
       const argv = [
@@ -147,15 +166,26 @@ export class BwrapSandbox implements Sandbox {
         // /proc/1/environ from inside. The command's environment is set by --setenv only.
         env: {},
         cwd: '/',
-        stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe', workspaceFd ?? 'ignore', 'pipe'],
+        stdio: [
+          spec.stdin ? 'pipe' : 'ignore',
+          'pipe',
+          'pipe',
+          'pipe',
+          'pipe',
+          workspaceFd ?? 'ignore',
+          'pipe',
+        ],
       });
+      writeStdin(child, spec.stdin);
       // About 1 KiB: fits the pipe buffer, so this never blocks; EPIPE if bwrap died first.
       (child.stdio as unknown as Writable[])[SECCOMP_FD]!.on('error', () => {}).end(this.#seccomp);
       const proc = new BwrapProcess(child, cgroup, async () => {
         this.#live.delete(proc);
+        this.#bindings.delete(proc);
         await release();
       });
       this.#live.add(proc);
+      this.#bindings.set(proc, binding);
       return proc;
     } catch (err) {
       await cgroup?.destroy().catch(() => {});
@@ -211,11 +241,12 @@ export class BwrapSandbox implements Sandbox {
       if (stat.isSymbolicLink()) args.push('--symlink', `usr${link}`, link);
       else args.push('--ro-bind', link, link);
     }
-    for (const path of spec.readOnlyBinds ?? []) args.push('--ro-bind', path, path);
     args.push('--proc', '/proc', '--dev', '/dev');
     const tmp = String(spec.limits.tmpBytes);
     args.push('--size', tmp, '--perms', '1777', '--tmpfs', '/tmp');
     args.push('--size', tmp, '--perms', '1777', '--tmpfs', '/dev/shm');
+    // After the tmpfs mounts, which would hide a bind below them.
+    for (const path of spec.readOnlyBinds ?? []) args.push('--ro-bind', path, path);
     if (withWorkspace) args.push('--bind-fd', String(WORKSPACE_FD), '/workspace', '--chdir', '/workspace');
     // The root and /dev are tmpfs of bwrap's own: read-only (device nodes still work), so
     // nothing but /workspace, /tmp and /dev/shm takes writes, each with its own limit.
@@ -225,9 +256,34 @@ export class BwrapSandbox implements Sandbox {
     return args;
   }
 
-  close(): Promise<void> {
-    return (this.#closed ??= Promise.all([...this.#live].map((p) => p.kill())).then(() => undefined));
+  async transfer(proc: SandboxProcess, to: { owner: string; workspace: string }): Promise<void> {
+    const binding = this.#bindings.get(proc);
+    if (!binding?.workspace) throw new Error('not a live sandbox with a workspace');
+    if (existsSync(to.workspace)) throw new Error(`${to.workspace} exists`);
+    if (this.#asRoot && !this.#uids.rename(binding.owner, to.owner)) {
+      throw new Error(`${to.owner} already holds a uid`);
+    }
+    binding.owner = to.owner;
+    if (binding.volume) {
+      await this.#volumes.move(binding.volume, to.workspace);
+      binding.volume = to.workspace;
+    } else {
+      // The sandbox bound the directory itself, not its path: it keeps it under the new name.
+      renameSync(binding.workspace, to.workspace);
+    }
+    binding.workspace = to.workspace;
   }
+
+  close(): Promise<void> {
+    return (this.#closed ??= Promise.all([...this.#live].map((p) => p.kill())).then(() =>
+      this.#volumes.close(),
+    ));
+  }
+}
+
+/** Hands the command its stdin; EPIPE (the command died, or closed fd 0) is not ours to report. */
+export function writeStdin(child: ChildProcess, data: Buffer | undefined): void {
+  if (data) child.stdin!.on('error', () => {}).end(data);
 }
 
 class BwrapProcess implements SandboxProcess {
@@ -239,6 +295,8 @@ class BwrapProcess implements SandboxProcess {
   readonly #child: ChildProcess;
   readonly #cgroup: Cgroup | undefined;
   #killed = false;
+  /** The cgroup's accounting, read just before it is removed. */
+  #final: { cpuMs?: number; peakBytes?: number; pidsLimitHit: boolean } | undefined;
 
   constructor(child: ChildProcess, cgroup: Cgroup | undefined, release: () => Promise<void>) {
     this.#child = child;
@@ -252,6 +310,13 @@ class BwrapProcess implements SandboxProcess {
     this.exited = new Promise<SandboxExit>((resolve) => {
       const finish = async (code: number | null, signal: NodeJS.Signals | null) => {
         const oom = cgroup?.oomKilled() ?? false;
+        if (cgroup) {
+          this.#final = {
+            cpuMs: cgroup.cpuTimeMs(),
+            peakBytes: cgroup.peakMemoryBytes(),
+            pidsLimitHit: cgroup.pidsLimitHit(),
+          };
+        }
         // The tree is gone only when the cgroup is empty: that is when the uid may be reused.
         await cgroup?.destroy().catch(() => {});
         await release().catch(() => {});
@@ -263,7 +328,15 @@ class BwrapProcess implements SandboxProcess {
   }
 
   cpuTimeMs(): number | undefined {
-    return this.#cgroup?.cpuTimeMs();
+    return this.#final ? this.#final.cpuMs : this.#cgroup?.cpuTimeMs();
+  }
+
+  peakMemoryBytes(): number | undefined {
+    return this.#final ? this.#final.peakBytes : this.#cgroup?.peakMemoryBytes();
+  }
+
+  pidsLimitHit(): boolean {
+    return this.#final ? this.#final.pidsLimitHit : (this.#cgroup?.pidsLimitHit() ?? false);
   }
 
   kill(): Promise<SandboxExit> {

@@ -32,6 +32,10 @@ export interface Cgroup {
   oomKilled(): boolean;
   /** CPU time used by every process of the cgroup so far, or undefined if not accounted. */
   cpuTimeMs(): number | undefined;
+  /** The most memory the cgroup held at once so far, or undefined if not accounted. */
+  peakMemoryBytes(): number | undefined;
+  /** True when a fork or clone in this cgroup failed because of the process limit. */
+  pidsLimitHit(): boolean;
   /** SIGKILLs every member until none is left. */
   killAll(): Promise<void>;
   /** Kills every member and removes the cgroup. Idempotent. */
@@ -55,6 +59,24 @@ function readPids(file: string): number[] {
     return readFileSync(file, 'utf8').split('\n').filter(Boolean).map(Number);
   } catch {
     return [];
+  }
+}
+
+function readNumber(file: string): number | undefined {
+  try {
+    const value = Number(readFileSync(file, 'utf8'));
+    return Number.isFinite(value) ? value : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** pids.events counts the forks the limit refused (`max N`), in v1 and v2 alike. */
+function pidsLimitHit(dir: string): boolean {
+  try {
+    return /^max [1-9]/m.test(readFileSync(join(dir, 'pids.events'), 'utf8'));
+  } catch {
+    return false;
   }
 }
 
@@ -172,6 +194,8 @@ class CgroupsV1 implements Cgroups {
           return undefined;
         }
       },
+      peakMemoryBytes: () => readNumber(join(memory, 'memory.max_usage_in_bytes')),
+      pidsLimitHit: () => pidsLimitHit(pids),
       killAll,
       destroy: once(async () => {
         await killAll();
@@ -227,6 +251,9 @@ class CgroupsV2 implements Cgroups {
           return undefined;
         }
       },
+      // memory.peak needs Linux 5.19.
+      peakMemoryBytes: () => readNumber(join(dir, 'memory.peak')),
+      pidsLimitHit: () => pidsLimitHit(dir),
       killAll,
       destroy: once(async () => {
         await killAll();

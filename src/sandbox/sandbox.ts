@@ -36,6 +36,8 @@ export interface SandboxSpec {
    * kernel needs beyond /usr (compiled drivers, a Jupyter kernelspec's files). Never a workspace.
    */
   readOnlyBinds?: readonly string[];
+  /** Written to the command's fd 0, which then reaches end of file; /dev/null when absent. */
+  stdin?: Buffer;
   /** The complete environment of the command; nothing of the server's leaks in. */
   env: Record<string, string>;
   limits: SandboxLimits;
@@ -61,8 +63,15 @@ export interface SandboxProcess {
   readonly events: Readable;
   /** Resolves once the whole tree is gone and its resources (uid, cgroup) are released. */
   readonly exited: Promise<SandboxExit>;
-  /** CPU time of the whole tree so far, or undefined where it is not accounted. */
+  /**
+   * CPU time of the whole tree so far, or undefined where it is not accounted. This and the two
+   * below keep their last values once the tree has exited.
+   */
   cpuTimeMs(): number | undefined;
+  /** The most memory the tree held at once, or undefined where it is not accounted. */
+  peakMemoryBytes(): number | undefined;
+  /** True once a fork or clone of the tree failed because of `maxProcesses`. */
+  pidsLimitHit(): boolean;
   /** Kills every process of the tree; resolves as `exited` does. Idempotent. */
   kill(): Promise<SandboxExit>;
 }
@@ -74,6 +83,11 @@ export interface Sandbox {
   /** Checks the backend can start processes here; throws SANDBOX_UNAVAILABLE with the reason. */
   init(): Promise<void>;
   spawn(spec: SandboxSpec): Promise<SandboxProcess>;
+  /**
+   * Hands a live tree (a pooled kernel) to another owner, and moves its workspace to a path that
+   * does not exist yet; the tree keeps running in it. Throws when the owner already holds a uid.
+   */
+  transfer(proc: SandboxProcess, to: { owner: string; workspace: string }): Promise<void>;
   /** Kills every process still running. Idempotent. */
   close(): Promise<void>;
 }

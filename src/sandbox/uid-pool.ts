@@ -25,6 +25,15 @@ export class UidPool {
     return uid;
   }
 
+  /** Hands `from`'s uid to `to`, which must hold none; false if it does. */
+  rename(from: string, to: string): boolean {
+    const held = this.#held.get(from);
+    if (!held || this.#held.has(to)) return false;
+    this.#held.delete(from);
+    this.#held.set(to, held);
+    return true;
+  }
+
   release(owner: string): void {
     const held = this.#held.get(owner);
     if (!held || --held.count > 0) return;

@@ -51,6 +51,12 @@ function searchableByOthers(dir: string): boolean {
   }
 }
 
+/**
+ * Workspaces of pooled kernels (KernelManager), beside the root: any name inside the root may be
+ * a notebook's. A claimed kernel's volume stays mounted here until its last sandbox is gone.
+ */
+export const poolRootOf = (root: string) => `${root}.pool`;
+
 /** Creates the root, searchable but not listable by the pool uids. */
 export function ensureWorkspaceRoot(root: string): void {
   mkdirSync(root, { recursive: true, mode: 0o711 });

@@ -3,7 +3,16 @@
  * Backends only build the Kysely instance (see SqliteStore).
  */
 import { Kysely, Migrator, type MigrationProvider, type Selectable } from 'kysely';
-import type { CellResult, NewSubmission, Store, Submission, SubmissionState } from './store.ts';
+import type {
+  CellResult,
+  Job,
+  JobQuery,
+  NewSubmission,
+  Store,
+  StoredDocument,
+  Submission,
+  SubmissionState,
+} from './store.ts';
 import { migrations, type Database } from './schema.ts';
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };
@@ -105,6 +114,103 @@ export class KyselyStore implements Store {
       .values({ id: notebookId, created_at: at })
       .onConflict((oc) => oc.column('id').doNothing())
       .execute();
+  }
+
+  async createDocument(d: StoredDocument): Promise<boolean> {
+    return this.db.transaction().execute(async (tx) => {
+      await tx
+        .insertInto('notebooks')
+        .values({ id: d.notebookId, created_at: d.createdAt })
+        .onConflict((oc) => oc.column('id').doNothing())
+        .execute();
+      const inserted = await tx
+        .insertInto('documents')
+        .values({
+          notebook_id: d.notebookId,
+          version: d.version,
+          body: d.body,
+          created_at: d.createdAt,
+          updated_at: d.updatedAt,
+        })
+        .onConflict((oc) => oc.column('notebook_id').doNothing())
+        .executeTakeFirst();
+      return Number(inserted.numInsertedOrUpdatedRows ?? 0) > 0;
+    });
+  }
+
+  async getDocument(notebookId: string): Promise<StoredDocument | undefined> {
+    const row = await this.db
+      .selectFrom('documents')
+      .selectAll()
+      .where('notebook_id', '=', notebookId)
+      .executeTakeFirst();
+    return (
+      row && {
+        notebookId: row.notebook_id,
+        version: row.version,
+        body: row.body,
+        createdAt: row.created_at,
+        updatedAt: row.updated_at,
+      }
+    );
+  }
+
+  async updateDocument(notebookId: string, version: number, body: string, at: string): Promise<void> {
+    await this.db
+      .updateTable('documents')
+      .set({ version, body, updated_at: at })
+      .where('notebook_id', '=', notebookId)
+      .execute();
+  }
+
+  async saveJob(job: Job): Promise<void> {
+    const row = {
+      id: job.id,
+      ref: job.ref,
+      state: job.state,
+      language: job.language,
+      created_at: job.createdAt,
+      body: JSON.stringify(job),
+    };
+    await this.db
+      .insertInto('jobs')
+      .values(row)
+      .onConflict((oc) => oc.column('id').doUpdateSet({ state: row.state, body: row.body }))
+      .execute();
+  }
+
+  async getJob(id: string): Promise<Job | undefined> {
+    const row = await this.db.selectFrom('jobs').select('body').where('id', '=', id).executeTakeFirst();
+    return row && (JSON.parse(row.body) as Job);
+  }
+
+  async listJobs(q: JobQuery): Promise<Job[]> {
+    let query = this.db.selectFrom('jobs').select('body');
+    if (q.state !== undefined) query = query.where('state', '=', q.state);
+    if (q.language !== undefined) query = query.where('language', '=', q.language);
+    if (q.ref !== undefined) query = query.where('ref', '=', q.ref);
+    if (q.since !== undefined) query = query.where('created_at', '>=', q.since);
+    if (q.after !== undefined) {
+      const { createdAt, id } = q.after;
+      query = query.where((eb) =>
+        eb.or([
+          eb('created_at', '<', createdAt),
+          eb.and([eb('created_at', '=', createdAt), eb('id', '<', id)]),
+        ]),
+      );
+    }
+    const rows = await query.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(q.limit).execute();
+    return rows.map((r) => JSON.parse(r.body) as Job);
+  }
+
+  async listUnfinishedJobs(): Promise<Job[]> {
+    const rows = await this.db
+      .selectFrom('jobs')
+      .select('body')
+      .where('state', 'in', ['queued', 'running'])
+      .orderBy('created_at')
+      .execute();
+    return rows.map((r) => JSON.parse(r.body) as Job);
   }
 
   close(): Promise<void> {

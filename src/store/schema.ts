@@ -21,6 +21,22 @@ export interface Database {
     cell_id: string;
     body: string; // JSON CellResult
   };
+  documents: {
+    notebook_id: string;
+    version: number;
+    body: string; // JSON of the document (src/notebooks/notebook-document.ts)
+    created_at: string;
+    updated_at: string;
+  };
+  jobs: {
+    id: string;
+    /** The client's own reference (EDC's uuid), when it gave one. */
+    ref: string | null;
+    state: string;
+    language: string | null;
+    created_at: string;
+    body: string; // JSON Job
+  };
 }
 
 export const migrations: Record<string, Migration> = {
@@ -57,6 +73,35 @@ export const migrations: Record<string, Migration> = {
         .addColumn('cell_id', 'text', (c) => c.notNull())
         .addColumn('body', 'text', (c) => c.notNull())
         .addPrimaryKeyConstraint('results_pk', ['submission_id', 'seq'])
+        .execute();
+    },
+  },
+  '0002_jobs': {
+    async up(db: Kysely<any>) {
+      await db.schema
+        .createTable('jobs')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('ref', 'text')
+        .addColumn('state', 'text', (c) => c.notNull())
+        .addColumn('language', 'text')
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addColumn('body', 'text', (c) => c.notNull())
+        .execute();
+      // Lists are newest first, paged by (created_at, id).
+      await db.schema.createIndex('jobs_created').on('jobs').columns(['created_at', 'id']).execute();
+      await db.schema.createIndex('jobs_state').on('jobs').column('state').execute();
+      await db.schema.createIndex('jobs_ref').on('jobs').column('ref').execute();
+    },
+  },
+  '0003_documents': {
+    async up(db: Kysely<any>) {
+      await db.schema
+        .createTable('documents')
+        .addColumn('notebook_id', 'text', (c) => c.primaryKey())
+        .addColumn('version', 'integer', (c) => c.notNull())
+        .addColumn('body', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addColumn('updated_at', 'text', (c) => c.notNull())
         .execute();
     },
   },

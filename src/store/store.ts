@@ -70,6 +70,90 @@ export interface Submission extends NewSubmission {
   results: CellResult[];
 }
 
+/** A notebook's server-side document; the store keeps its body as an opaque JSON text. */
+export interface StoredDocument {
+  notebookId: string;
+  version: number;
+  body: string;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export type JobState = 'queued' | 'running' | 'completed' | 'failed' | 'cancelled';
+
+export const FINAL_JOB_STATES: ReadonlySet<JobState> = new Set(['completed', 'failed', 'cancelled']);
+
+/** Why a job ended as it did, when its exit code does not say it all. */
+export type JobReason =
+  | 'timeout'
+  | 'cpu-time'
+  | 'memory'
+  | 'output-limit'
+  | 'pids'
+  | 'cancelled'
+  | 'compile-error'
+  | 'server-restart'
+  | 'server-shutdown'
+  | 'sandbox-error';
+
+/** The limits a job ran under, after the server's maximums. */
+export interface JobLimits {
+  wallMs: number;
+  cpuMs: number;
+  memoryBytes: number;
+  processes: number;
+  /** Bytes kept of stdout, and of stderr; more ends the job. */
+  outputBytes: number;
+}
+
+/** What one sandboxed step of a job (its compilation, or its run) did, measured by the cgroup. */
+export interface JobStep {
+  stdout: string;
+  stderr: string;
+  stdoutTruncated: boolean;
+  stderrTruncated: boolean;
+  exitCode: number | null;
+  signal: string | null;
+  /** Null where the sandbox does not account it (no cgroups). */
+  cpuMs: number | null;
+  wallMs: number;
+  peakMemoryBytes: number | null;
+  /** The limit that ended the step, when one did. */
+  reason: JobReason | null;
+}
+
+/** A one-shot program or shell command; the run step's results are its own fields. */
+export interface Job extends JobStep {
+  id: string;
+  /** The client's own reference (EDC's uuid), when it gave one. */
+  ref: string | null;
+  kind: 'program' | 'command';
+  language: string | null;
+  version: string | null;
+  /** The shell command of a command job. */
+  command: string | null;
+  state: JobState;
+  /** Says, for people, why the job ended as it did; null when it simply ran. */
+  message: string | null;
+  limits: JobLimits;
+  createdAt: string;
+  startedAt: string | null;
+  finishedAt: string | null;
+  /** The compilation, for languages that have one, once it ran. */
+  compile: JobStep | null;
+}
+
+export interface JobQuery {
+  state?: JobState;
+  language?: string;
+  ref?: string;
+  /** Created at or after this ISO time. */
+  since?: string;
+  /** Only jobs that sort after this one (a page's last): the cursor. */
+  after?: { createdAt: string; id: string };
+  limit: number;
+}
+
 export interface Store {
   init(): Promise<void>;
   /** Records the submission as pending, and its notebook as seen. */
@@ -87,6 +171,18 @@ export interface Store {
   hasNotebook(notebookId: string): Promise<boolean>;
   /** Records the notebook as seen (idempotent). */
   addNotebook(notebookId: string, at: string): Promise<void>;
+  /** Records the document, and its notebook as seen; false when the notebook already has one. */
+  createDocument(document: StoredDocument): Promise<boolean>;
+  getDocument(notebookId: string): Promise<StoredDocument | undefined>;
+  /** Replaces the body of an existing document. */
+  updateDocument(notebookId: string, version: number, body: string, at: string): Promise<void>;
+  /** Records the job as it now is, created or updated (the whole record is rewritten). */
+  saveJob(job: Job): Promise<void>;
+  getJob(id: string): Promise<Job | undefined>;
+  /** Newest first: by createdAt, then id, both descending. */
+  listJobs(query: JobQuery): Promise<Job[]>;
+  /** Jobs not in a final state (queued or running), oldest first. */
+  listUnfinishedJobs(): Promise<Job[]>;
   /** Idempotent. */
   close(): Promise<void>;
 }

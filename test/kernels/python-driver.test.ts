@@ -4,6 +4,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
+import { PythonDriver } from '../../src/kernels/python/python-driver.ts';
 import {
   encodeFrame,
   FrameDecoder,
@@ -12,7 +13,10 @@ import {
 } from '../../src/kernels/protocol.ts';
 
 const PYTHON = '/usr/bin/python3';
-const source = readFileSync(new URL('../../src/kernels/python/driver.py', import.meta.url), 'utf8');
+// The kernel's real start: the driver's code object on stdin (no sandbox here: the driver alone).
+const driver = new PythonDriver(PYTHON);
+await driver.prepare();
+const ARGV = driver.argv({ memoryBytes: 1 << 30 });
 
 type ResultEvent = Extract<KernelEvent, { type: 'result' }>;
 type ErrorResult = Extract<ResultEvent, { status: 'error' }>;
@@ -46,11 +50,12 @@ class Kernel {
 
   constructor() {
     this.dir = mkdtempSync(path.join(tmpdir(), 'runcell-py-driver-'));
-    this.proc = spawn(PYTHON, ['-I', '-c', source], {
-      stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe'],
+    this.proc = spawn(ARGV[0]!, ARGV.slice(1), {
+      stdio: ['pipe', 'pipe', 'pipe', 'pipe', 'pipe'],
       env: { PATH: '/usr/bin:/bin', LANG: 'C.UTF-8' },
       cwd: this.dir,
     });
+    this.proc.stdin!.end(driver.stdin());
     this.proc.stdout!.on('data', (chunk: Buffer) => this.diagnostics.push(chunk.toString()));
     this.proc.stderr!.on('data', (chunk: Buffer) => this.diagnostics.push(chunk.toString()));
     (this.proc.stdio[4] as Readable).on('data', (chunk: Buffer) => {

@@ -2,7 +2,7 @@
  * The sandbox against real bubblewrap: what a cell can see and do. Each case is an attack or a
  * limit that must keep holding.
  */
-import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BwrapSandbox } from '../../src/sandbox/bwrap-sandbox.ts';
@@ -18,8 +18,8 @@ const sandbox = new BwrapSandbox({
 });
 const workspace = join(tempDir(), 'ws');
 
-function python(code: string, overrides: Partial<SandboxSpec> = {}) {
-  return sandbox.spawn({
+function python(code: string, overrides: Partial<SandboxSpec> = {}, on: BwrapSandbox = sandbox) {
+  return on.spawn({
     owner: 'test-notebook',
     argv: ['/usr/bin/python3', '-I', '-c', code],
     workspace,
@@ -350,4 +350,41 @@ open('/workspace/kept.txt', 'w').write('kept')
     );
     expect(again.stdout.trim()).toBe('kept');
   });
+
+  it.runIf(asRoot)(
+    'gives new notebooks started at once distinct, empty volumes from the spares',
+    async () => {
+      const root = join(tempDir(), 'workspaces');
+      mkdirSync(root, { mode: 0o711 }); // searchable by the pool uids, as the server's root is
+      const workspaceQuota = { bytes: 16 << 20, inodes: 256 };
+      const own = new BwrapSandbox({
+        uidBase: 62014,
+        uidCount: 4,
+        instance: `spares-${process.pid}`,
+        log: silentLog,
+      });
+      await own.init();
+      try {
+        const write = (name: string) =>
+          python(
+            `import os; print(sorted(os.listdir('/workspace'))); open('/workspace/${name}', 'w').close()`,
+            { workspace: join(root, name), workspaceQuota, owner: `notebook:${name}` },
+            own,
+          ).then(collect);
+        // The first start formats inline and makes a spare; the next three race for spares.
+        expect((await write('a')).stdout.trim()).toBe('[]');
+        const outs = await Promise.all(['b', 'c', 'd'].map(write));
+        expect(outs.map((o) => o.stdout.trim())).toEqual(['[]', '[]', '[]']);
+        expect(
+          readdirSync(root)
+            .filter((n) => n.endsWith('.img'))
+            .sort(),
+        ).toEqual(['a.img', 'b.img', 'c.img', 'd.img']);
+        expect(readdirSync(`${root}.spares`)).toHaveLength(1);
+      } finally {
+        await own.close();
+      }
+      expect(readdirSync(`${root}.spares`)).toEqual([]);
+    },
+  );
 });

@@ -185,6 +185,72 @@ process.stdout.write = captureWrite('stdout');
 process.stderr.write = captureWrite('stderr');
 
 // ---------------------------------------------------------------------------------------------
+// display(): rich outputs, as IPython's display() in the Python kernel
+
+const MIME_TYPE = /^[a-z]+\/[a-z0-9.+-]+$/i;
+const isJsonMime = (mime) => mime === 'application/json' || mime.endsWith('+json');
+const uint8ArrayToBase64 = (bytes) =>
+  bufferFrom(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64');
+
+/** A plain object whose keys are all MIME types: `{'text/html': '<b>hi</b>'}`. */
+function isMimeBundle(value) {
+  if (value === null || typeof value !== 'object') return false;
+  const proto = Object.getPrototypeOf(value);
+  if (proto !== Object.prototype && proto !== null) return false;
+  const keys = Object.keys(value);
+  return keys.length > 0 && keys.every((key) => MIME_TYPE.test(key));
+}
+
+/** The bundle as sent: binary data as base64, JSON types as they are, everything else text. */
+function bundleData(bundle) {
+  const data = {};
+  for (const [mime, content] of Object.entries(bundle)) {
+    if (content instanceof Uint8Array) data[mime] = uint8ArrayToBase64(content);
+    else if (typeof content === 'string' || isJsonMime(mime)) data[mime] = content;
+    else throw new TypeError(`display(): the ${mime} data must be a string or a Uint8Array`);
+  }
+  return data;
+}
+
+/**
+ * display(value, ...): each value as a display output of the running cell. A MIME bundle is
+ * shown as it is; any other value as the REPL would print it (util.inspect).
+ */
+function display(...values) {
+  for (const value of values) {
+    const data = isMimeBundle(value) ? bundleData(value) : { 'text/plain': inspectValue(value) };
+    sendDisplay(data);
+  }
+}
+
+/** Kept whole if it fits what is left of the cell's output limit, else a line says why. */
+function sendDisplay(data) {
+  const cell = current;
+  if (cell === null) return; // after its cell ended: dropped, as stream output is
+  const metadata = {};
+  // Counted as the server counts it: the JSON of the nbformat output.
+  const size = byteLength(stringify({ output_type: 'display_data', data, metadata }), 'utf8');
+  const room = cell.max - cell.bytes;
+  if (size > room) {
+    const kinds =
+      Object.keys(data)
+        .filter((mime) => mime !== 'text/plain')
+        .join(', ') || 'text/plain';
+    emitStream(
+      'stderr',
+      `[${kinds} output not shown: ${size} bytes, more than the ${room} bytes left of the cell's output limit of ${cell.max} bytes]\n`,
+    );
+    cell.dropped += size;
+    return;
+  }
+  cell.bytes += size;
+  if (pending !== null) flushPending(); // the display goes after what the cell printed before it
+  writeFrame({ type: 'display', id: cell.id, data, metadata });
+}
+
+globalThis.display = display;
+
+// ---------------------------------------------------------------------------------------------
 // Formatting values and errors (runs in the same realm as the cells)
 
 function truncate(text, max) {

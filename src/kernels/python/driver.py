@@ -1,8 +1,14 @@
 """runcell Python kernel driver.
 
 Runs inside the sandbox as one long-lived interpreter per notebook, started as
-``/usr/bin/python3 -I -c <this file's contents>`` (so: standard library only, one file, no
-``__file__``). See src/kernels/protocol.ts and docs/kernel-protocol.md.
+``/usr/bin/python3 -I -S -c <bootstrap>`` with this file's code object, compiled once by the
+server, on stdin (so: standard library only, one file, no ``__file__``). See
+src/kernels/protocol.ts and docs/kernel-protocol.md.
+
+Start-up time is the kernel's cold start: the driver imports only C modules and a few small
+ones. No ``json`` (it pulls in ``re`` and ``enum``: the C ``_json`` codec is used directly),
+``traceback`` and ``linecache`` only once a cell fails, and no ``site``: the system's package
+directories are put on sys.path without running their .pth start-up hooks.
 
 Channels: requests arrive as frames on fd 3, events leave as frames on fd 4 (a frame is a 4-byte
 big-endian length then UTF-8 JSON). fds 1 and 2 are re-pointed at a pipe whose contents (output of
@@ -51,11 +57,10 @@ import builtins
 import __future__
 # The node classes and flags live in the C module; the `ast` package on top costs ~5 ms of start.
 import _ast as ast
+import _json
 import codecs
 import faulthandler
 import io
-import json
-import linecache
 import os
 import queue
 import select
@@ -64,7 +69,6 @@ import struct
 import sys
 import threading
 import time
-import traceback
 import types
 
 REQUEST_FD = 3
@@ -88,9 +92,41 @@ CELL_PREFIX = "<cell-"
 _write = os.write
 _read = os.read
 _exit = os._exit
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False).encode
-_dumps_ascii = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), check_circular=False).encode
-_loads = json.loads
+
+
+def _unserializable(value):
+    raise TypeError("not JSON serializable: " + type(value).__name__)
+
+
+def _json_encoder(encode_string):
+    # What json.JSONEncoder(separators=(",", ":"), check_circular=False).encode runs, minus the
+    # imports of the json package.
+    encode = _json.make_encoder(None, _unserializable, encode_string, None, ":", ",", False, False, True)
+    return lambda value: "".join(encode(value, 0))
+
+
+class _JsonContext:
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+    parse_constant = None
+
+
+_scan_json = _json.make_scanner(_JsonContext())
+
+
+def _loads(data):
+    text = str(data, "utf-8")
+    value, end = _scan_json(text, 0)
+    if end != len(text):
+        raise ValueError("extra data after the JSON value at " + str(end))
+    return value
+
+
+_dumps = _json_encoder(_json.encode_basestring)
+_dumps_ascii = _json_encoder(_json.encode_basestring_ascii)
 _pack_len = struct.Struct(">I").pack
 _unpack_len = struct.Struct(">I").unpack_from
 _monotonic = time.monotonic
@@ -102,8 +138,10 @@ _SIGINT = signal.SIGINT
 _Lock = threading.Lock
 _TracebackType = types.TracebackType
 _StringIO = io.StringIO
-_format_exception = traceback.format_exception
-_linecache = linecache.cache
+# Cells' sources, for tracebacks (and inspect.getsource): linecache entries, handed to linecache
+# once something has imported it.
+_SOURCES = {}
+_sources_synced = 0
 _ast_parse_flags = ast.PyCF_ONLY_AST
 _TOP_LEVEL_AWAIT = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
 _ast_Expr = ast.Expr
@@ -127,6 +165,7 @@ class _State:
         self.out_lock = _Lock()
         self.cur_id = None  # cell whose output is being collected; None: output is dropped
         self.remaining = 0  # bytes of output the cell may still send
+        self.max_output = 0  # the cell's whole output limit (maxOutputBytes)
         self.dropped = 0
         self.pending = []  # [[name, [text, ...]], ...] in write order
         self.pending_bytes = 0
@@ -531,7 +570,7 @@ def _reader():
                 (length,) = _unpack_len(buf, 0)
                 if len(buf) < 4 + length:
                     break
-                message = _loads(bytes(buf[4 : 4 + length]))
+                message = _loads(buf[4 : 4 + length])
                 del buf[: 4 + length]
                 _handle_request(message)
     except BaseException as exc:
@@ -671,12 +710,105 @@ def _display(*objs, raw=False, metadata=None, **kwargs):
             data, meta = obj, metadata or {}
         else:
             data, meta = _mime_bundle(obj)
-        with S.out_lock:
-            if S.cur_id is None:
-                return
-            _drain_locked(SYNC_DRAIN_BYTES)
-            _flush_locked()  # the display goes after what the cell printed before it
-            _send({"type": "display", "id": S.cur_id, "data": data, "metadata": meta})
+        _send_display(data, meta)
+
+
+def _send_display(data, metadata):
+    """Sends a display of the running cell, in order with its output, if it fits whole in what is
+    left of the cell's output limit; else a line that says so (half an image is no image)."""
+    # Counted as the server counts it: the JSON of the nbformat output.
+    size = _utf8_len(_dumps({"output_type": "display_data", "data": data, "metadata": metadata}))
+    with S.out_lock:
+        if S.cur_id is None:
+            return
+        _drain_locked(SYNC_DRAIN_BYTES)
+        if size > S.remaining:
+            kinds = ", ".join(mime for mime in data if mime != "text/plain") or "text/plain"
+            _append_locked(
+                "stderr",
+                "[%s output not shown: %d bytes, more than the %d bytes left of the cell's "
+                "output limit of %d bytes]\n" % (kinds, size, S.remaining, S.max_output),
+            )
+            S.dropped += size
+            return
+        S.remaining -= size
+        _flush_locked()  # the display goes after what the cell printed before it
+        _send({"type": "display", "id": S.cur_id, "data": data, "metadata": metadata})
+
+
+# --------------------------------------------------------------------------------------------
+# Figures: what IPython's inline backend does, without importing matplotlib before a cell does.
+
+
+def _show_figures(render=True):
+    """Every open pyplot figure as an image/png display, then all closed: after each cell and at
+    plt.show(). Runs as part of the cell (interruptible, its CPU time)."""
+    helpers = sys.modules.get("matplotlib._pylab_helpers")
+    if helpers is None or S.in_child:
+        return
+    managers = helpers.Gcf.get_all_fig_managers()
+    if not managers:
+        return
+    import base64
+
+    try:
+        if not render or S.cur_id is None:
+            return
+        for manager in managers:
+            figure = manager.canvas.figure
+            try:
+                png = io.BytesIO()
+                figure.canvas.print_figure(png, format="png", bbox_inches="tight")
+                text = repr(figure)
+            except Exception as exc:
+                _emit("stderr", "[figure not shown: %s: %s]\n" % (type(exc).__name__, exc))
+                continue
+            data = {"image/png": base64.b64encode(png.getvalue()).decode("ascii"), "text/plain": text}
+            _send_display(data, {})
+    finally:
+        helpers.Gcf.destroy_all()
+
+
+def _pyplot_show(*args, **kwargs):
+    """plt.show(): the figures so far appear here, in order with the cell's output."""
+    _show_figures()
+
+
+class _PyplotLoader:
+    """matplotlib.pyplot's own loader, with plt.show replaced once the module has run."""
+
+    def __init__(self, loader):
+        self._loader = loader
+
+    def __getattr__(self, name):  # get_source, get_filename, ... as the real loader answers
+        return getattr(self._loader, name)
+
+    def create_module(self, spec):
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module):
+        self._loader.exec_module(module)
+        module.show = _pyplot_show
+        if _PYPLOT_FINDER in sys.meta_path:
+            sys.meta_path.remove(_PYPLOT_FINDER)  # its work is done: later imports skip it
+
+
+class _PyplotFinder:
+    """On sys.meta_path until matplotlib.pyplot is imported, so that even the cell that first
+    imports it gets the displaying plt.show(); finds nothing for any other module."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "matplotlib.pyplot":
+            return None
+        from importlib.machinery import PathFinder
+
+        spec = PathFinder.find_spec(name, path, target)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _PyplotLoader(spec.loader)
+        return spec
+
+
+_PYPLOT_FINDER = _PyplotFinder()
 
 
 def _prepare_cell():
@@ -697,6 +829,8 @@ def _prepare_cell():
         _signal(_SIGINT, _on_sigint)
     builtins.input = _input
     builtins.display = _display
+    if "matplotlib.pyplot" not in sys.modules and _PYPLOT_FINDER not in sys.meta_path:
+        sys.meta_path.insert(0, _PYPLOT_FINDER)
 
 
 def _suppressed(node, lines):
@@ -814,7 +948,10 @@ def _error_fields(exc):
     try:
         _strip_driver_frames(exc)
         sys.last_type, sys.last_value, sys.last_traceback = type(exc), exc, exc.__traceback__
-        lines = _format_exception(type(exc), exc, exc.__traceback__)
+        import traceback
+
+        _sync_linecache(force=True)
+        lines = traceback.format_exception(type(exc), exc, exc.__traceback__)
         budget = MAX_TRACEBACK_CHARS
         tb = []
         for line in lines:
@@ -829,6 +966,19 @@ def _error_fields(exc):
     return {"ename": ename, "evalue": _cap_text(evalue, MAX_TRACEBACK_CHARS), "traceback": tb}
 
 
+def _sync_linecache(force=False):
+    """Gives linecache the cells' sources, once it is loaded (by a failing cell, or user code)."""
+    global _sources_synced
+    linecache = sys.modules.get("linecache")
+    if linecache is None or (_sources_synced == len(_SOURCES) and not force):
+        return
+    try:
+        linecache.cache.update(_SOURCES)
+        _sources_synced = len(_SOURCES)
+    except BaseException:
+        pass  # a cell replaced linecache: its tracebacks lose their source lines
+
+
 def _run_cell(request):
     cell = request.get("id")
     code = request.get("code")
@@ -841,11 +991,12 @@ def _run_cell(request):
     lines = _StringIO(code, None).readlines()  # line breaks as the tokenizer counts them
     if lines and not lines[-1].endswith("\n"):
         lines[-1] += "\n"  # as linecache does for files (traceback's caret columns rely on it)
-    _linecache[filename] = (len(code), None, lines, filename)
+    _SOURCES[filename] = (len(code), None, lines, filename)
+    _sync_linecache()
     _prepare_cell()
     with S.out_lock:
         S.cur_id = cell
-        S.remaining = cap
+        S.remaining = S.max_output = cap
         S.dropped = 0
         S.pending = []
         S.pending_bytes = 0
@@ -867,7 +1018,12 @@ def _run_cell(request):
         S.running = True
         try:
             body_code, last_code = _compile_cell(code, filename, lines)
-            result = _run_user(body_code, last_code)
+            try:
+                result = _run_user(body_code, last_code)
+            finally:
+                # As IPython's inline backend, after a failed cell too; an interrupted one is
+                # to stop now, so its figures are dropped unrendered.
+                _show_figures(render=not S.interrupt_requested)
             if result is not None:
                 bundle, bundle_meta = _mime_bundle(result)
                 value = bundle["text/plain"]
@@ -972,6 +1128,16 @@ if len(sys.argv) > 1 and sys.argv[1].isdigit():
     _limit = int(sys.argv[1])
     resource.setrlimit(resource.RLIMIT_AS, (_limit, _limit))
 sys.argv = [""]
+# What site would add (-S skips it, with the .pth hooks it runs at every start): the system's
+# package directories, so Debian's python3-* packages import.
+_version = "%d.%d" % sys.version_info[:2]
+for _dir in (
+    "/usr/local/lib/python" + _version + "/dist-packages",
+    "/usr/lib/python3/dist-packages",
+    "/usr/lib/python" + _version + "/dist-packages",
+):
+    if os.path.isdir(_dir):
+        sys.path.append(_dir)
 # Like Jupyter: modules in the notebook's workspace (the working directory) are importable.
 sys.path.insert(0, "")
 

@@ -8,6 +8,17 @@ missing=()
 [ -x /usr/bin/bwrap ] || missing+=(bubblewrap)
 [ -x /usr/bin/setpriv ] || missing+=(util-linux)
 [ -x /usr/bin/python3 ] || missing+=(python3)
+[ -x /usr/sbin/mkfs.ext4 ] || missing+=(e2fsprogs)
+# Kernels and outputs: Jupyter kernels (ipykernel is the tested one), figures, DataFrames, .ipynb.
+for module in ipykernel:python3-ipykernel matplotlib:python3-matplotlib pandas:python3-pandas nbformat:python3-nbformat; do
+  /usr/bin/python3 -c "import ${module%%:*}" 2>/dev/null || missing+=("${module#*:}")
+done
+# Java kernels and programs: any JDK under /usr/lib/jvm with jdk.jshell; Debian's if there is none.
+ls /usr/lib/jvm/*/bin/javac >/dev/null 2>&1 || missing+=(openjdk-17-jdk-headless)
+# One-shot programs in C, C++ and Rust (the sandbox sees /usr only: Debian's, not rustup's).
+[ -x /usr/bin/gcc ] || missing+=(gcc)
+[ -x /usr/bin/g++ ] || missing+=(g++)
+[ -x /usr/bin/rustc ] || missing+=(rustc)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "runcell setup: please install: ${missing[*]} (e.g. sudo apt-get install ${missing[*]})" >&2

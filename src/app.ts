@@ -17,6 +17,8 @@ import { fileRoutes } from './api/file-routes.ts';
 import { notebookStreamRoutes } from './api/notebook-stream-routes.ts';
 import websocket from '@fastify/websocket';
 import { WorkspaceFiles } from './files/workspace-files.ts';
+import { jobRoutes } from './api/job-routes.ts';
+import { jobConcurrency, jobServiceFromConfig } from './jobs/job-config.ts';
 import { formatRoutes } from './api/format-routes.ts';
 import { pennantRoutes } from './api/pennant-routes.ts';
 import { ErrorResponse } from './api/schemas.ts';
@@ -26,7 +28,7 @@ import { KernelManager, parsePool } from './engine/kernel-manager.ts';
 import { NotebookFeed } from './engine/notebook-feed.ts';
 import { NotebookDocuments } from './notebooks/notebook-documents.ts';
 import { LANGUAGES } from './engine/languages.ts';
-import { discoverKernels } from './engine/runtimes.ts';
+import { addOneShot, discoverKernels } from './engine/runtimes.ts';
 import { errorBody, RuncellError } from './errors.ts';
 import { MemoryEventBus } from './queue/memory-event-bus.ts';
 import { MemoryQueue } from './queue/memory-queue.ts';
@@ -65,8 +67,12 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
       ? new NoneSandbox()
       : new BwrapSandbox({
           uidBase: config.sandboxUidBase,
-          // Claimed kernels count against maxKernels; pooled ones wait beside them.
-          uidCount: config.maxKernels + [...parsePool(config.kernelPool).values()].reduce((a, b) => a + b, 0),
+          // Claimed kernels count against maxKernels, pooled ones wait beside them, and each
+          // running job holds a uid of its own.
+          uidCount:
+            config.maxKernels +
+            [...parsePool(config.kernelPool).values()].reduce((a, b) => a + b, 0) +
+            jobConcurrency(config),
           instance: createHash('sha256').update(resolve(config.dataDir)).digest('hex').slice(0, 12),
           log: app.log,
         });
@@ -86,8 +92,10 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
     app.log.warn('no language runtime was found: check RUNCELL_PYTHON_PATH and RUNCELL_NODE_PATH');
   const kernels = new KernelManager(sandbox, drivers, withWorkspaces, app.log, feed);
   const engine = new Engine({ config, store, queue, bus, kernels, feed, runtimes, log: app.log });
+  const jobs = jobServiceFromConfig(config, { store, sandbox, log: app.log, workspaceRoot });
 
   app.addHook('onClose', async () => {
+    await jobs.close();
     await engine.close();
     await sandbox.close();
     await Promise.all([store.close(), bus.close()]);
@@ -98,6 +106,8 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
   await sandbox.init();
   await store.init();
   await engine.init();
+  await jobs.init();
+  addOneShot(runtimes, jobs.toolchains);
 
   if (config.corsOrigins.length > 0) {
     await app.register(cors, { origin: config.corsOrigins.includes('*') ? true : config.corsOrigins });
@@ -162,6 +172,12 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
               aliases: Type.Array(Type.String()),
               stateful: Type.Boolean(),
               oneShot: Type.Boolean(),
+              kernel: Type.Optional(
+                Type.String({
+                  description:
+                    'The kernel its cells run in: the language, or language@major beside a newer default',
+                }),
+              ),
             }),
           ),
         },
@@ -181,6 +197,7 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
   });
   await app.register(eventRoutes(engine));
   await app.register(notebookStreamRoutes(engine, feed));
+  await app.register(jobRoutes(jobs, { kernelCount: () => kernels.liveCount }));
   await app.register(fileRoutes(engine, new WorkspaceFiles(sandbox, withWorkspaces)));
   for (const language of LANGUAGES) {
     await app.register(pennantRoutes(engine, language), { prefix: `/${language}` });

@@ -51,6 +51,10 @@ export const ConfigSchema = Type.Object({
   ),
   sandboxNetwork: Type.Boolean({ default: false, description: 'Give kernels network access.' }),
   pythonPath: Type.String({ default: '/usr/bin/python3', description: 'Python interpreter for kernels.' }),
+  bashPath: Type.String({
+    default: '/usr/bin/bash',
+    description: 'Bash for shell kernels (run by a Python driver).',
+  }),
   nodePath: Type.String({ default: '/usr/bin/node', description: 'Node.js binary for JavaScript kernels.' }),
   jupyterKernelspecDir: Type.String({
     default: '',
@@ -87,7 +91,7 @@ export const ConfigSchema = Type.Object({
   workspaceInodes: Int(65536, "Files and directories each notebook's workspace may hold.", 64),
   maxUploadBytes: Int(256 * 1048576, 'Largest file upload into a workspace, bytes.', 1),
   kernelTmpMb: Int(64, 'Size of the private /tmp and /dev/shm of each kernel, MiB.', 1),
-  kernelPool: Type.Array(Type.String({ pattern: '^[a-z][a-z0-9:._-]*=[0-9]+$' }), {
+  kernelPool: Type.Array(Type.String({ pattern: '^[a-z][a-z0-9:@._-]*=[0-9]+$' }), {
     default: ['python=2'],
     description:
       'Kernels kept started ahead, per language (`python=2,javascript=1`): a new notebook claims one for its first cell, and it is replaced in the background. Empty for none.',
@@ -118,6 +122,36 @@ export const ConfigSchema = Type.Object({
     description:
       'Also put every kernel protocol message on the notebook feed (kernel.message), for debugging.',
   }),
+  jobConcurrency: Int(0, 'Jobs (one-shot programs) running at once on this machine; 0: one per core.', 0),
+  jobQueueSize: Int(64, 'Jobs waiting beyond those; more are refused with 429 and Retry-After.', 0),
+  jobTimeoutSeconds: Int(10, 'Wall-clock limit of a job that asks for none.', 1),
+  jobMaxTimeoutSeconds: Int(300, 'Most wall-clock time a job may ask for (Flux `runtime: 0`).', 1),
+  jobMaxCpuSeconds: Int(
+    300,
+    'Most CPU time a job may ask for; unasked, CPU time is bounded by the wall limit.',
+    1,
+  ),
+  jobMemoryMb: Int(256, "Memory of a job's process tree, MiB.", 16),
+  jobMaxMemoryMb: Int(2048, 'Most memory a job may ask for, MiB.', 16),
+  jobProcesses: Int(64, 'Processes and threads of a job; one more ends it (`pids`).', 4),
+  jobMaxProcesses: Int(256, 'Most processes a job may ask for.', 4),
+  jobOutputBytes: Int(1048576, 'Bytes kept of stdout, and of stderr; more ends the job.', 1024),
+  jobMaxOutputBytes: Int(16777216, 'Most output a job may ask for.', 1024),
+  jobCompileTimeoutSeconds: Int(60, 'Wall-clock limit of a compilation.', 1),
+  jobCompileMemoryMb: Int(1024, 'Memory of a compilation, MiB (rustc needs ~400).', 64),
+  jobCompileMaxProcesses: Int(128, 'Processes and threads of a compilation.', 8),
+  jobCpus: Type.Number({
+    default: 1,
+    exclusiveMinimum: 0,
+    description: 'CPU cores one job may use (cpu cgroup quota).',
+  }),
+  jobTmpMb: Int(64, "Size of a job's private /tmp and /dev/shm, MiB.", 1),
+  jobWorkspaceMb: Int(
+    64,
+    "Size of a job's workspace (its own tmpfs, counted in its memory), MiB; 0: a plain directory.",
+    0,
+  ),
+  jobWorkspaceInodes: Int(8192, "Files and directories in a job's workspace.", 64),
   maxConcurrentNotebooks: Int(8, 'Notebooks whose cells run at the same time.', 1),
   maxCellsPerSubmission: Int(1000, 'Cells one submission may carry.', 1),
   bodyLimitBytes: Int(5 * 1024 * 1024, 'Largest request body accepted.', 1024),

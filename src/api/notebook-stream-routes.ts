@@ -81,7 +81,7 @@ export function notebookStreamRoutes(engine: Engine, feed: NotebookFeed) {
         schema: {
           tags,
           summary:
-            "Stop the notebook's running cell, keeping its context: the cell's result says interrupted, the submission's later cells do not run",
+            "Stop the notebook's running cell, keeping its context: the cell's result is an error that says so, and (with stopOnError, the default) the submission's later cells do not run",
           params,
           response: { 200: Type.Object({ interrupted: Type.Boolean() }), ...errorResponses },
         },

@@ -42,7 +42,12 @@ export const SubmitBody = Type.Object({
   timeout: Type.Optional(
     Type.Unsafe<number | string>({ ...Seconds, description: 'Seconds per cell, capped by the server' }),
   ),
-  language: Type.Optional(Type.String({ description: 'python (default) or javascript' })),
+  language: Type.Optional(
+    Type.String({
+      description:
+        'A runtime of GET /api/v1/runtimes, by language or alias, optionally @version: python (the default), javascript, typescript, java, java@17, jupyter:python3, ...',
+    }),
+  ),
   stopOnError: Type.Optional(
     Type.Boolean({ description: 'Stop at the first cell that fails (default true)' }),
   ),

@@ -13,6 +13,7 @@ import { promisify } from 'node:util';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Config } from '../config.ts';
 import { RuncellError } from '../errors.ts';
+import { BashDriver } from '../kernels/bash/bash-driver.ts';
 import { findJdks } from '../kernels/java/build.ts';
 import { JavaDriver } from '../kernels/java/java-driver.ts';
 import { JavascriptDriver } from '../kernels/javascript/javascript-driver.ts';
@@ -61,9 +62,10 @@ export async function discoverKernels(
   driversDir: string,
   log: FastifyBaseLogger,
 ): Promise<Kernels> {
-  const [python, node, jdks] = await Promise.all([
+  const [python, node, bash, jdks] = await Promise.all([
     version(config.pythonPath, ['--version'], /Python (\d+\.\d+\.\d+)/),
     version(config.nodePath, ['--version'], /v(\d+\.\d+\.\d+)/),
+    version(config.bashPath, ['--version'], /version (\d+\.\d+\.\d+)/),
     findJdks(),
   ]);
   const runtimes: Runtime[] = [];
@@ -85,6 +87,12 @@ export async function discoverKernels(
     );
     add({ language: 'typescript', version: node, aliases: ['ts'] }, new TypescriptDriver(config.nodePath));
   }
+  if (bash && python) {
+    add(
+      { language: 'bash', version: bash, aliases: ['sh', 'shell'] },
+      new BashDriver(config.pythonPath, config.bashPath),
+    );
+  }
   jdks.forEach((jdk, i) => {
     const kernel = i === 0 ? 'java' : `java@${jdk.version.split('.')[0]}`;
     add(
@@ -104,6 +112,28 @@ export async function discoverKernels(
     }
   }
   return { runtimes, drivers };
+}
+
+/**
+ * Adds what runs one-shot programs (jobs' toolchains) to the kernels' runtimes, in place: the
+ * same language and version is one runtime, both stateful and oneShot.
+ */
+export function addOneShot(
+  runtimes: Runtime[],
+  toolchains: readonly { language: string; version: string; aliases: readonly string[] }[],
+): void {
+  for (const t of toolchains) {
+    const same = runtimes.find((r) => r.language === t.language && r.version === t.version);
+    if (same) same.oneShot = true;
+    else
+      runtimes.push({
+        language: t.language,
+        version: t.version,
+        aliases: [...t.aliases],
+        stateful: false,
+        oneShot: true,
+      });
+  }
 }
 
 /** The runtime a request names, or a 400 that lists what is available. */

@@ -38,6 +38,7 @@ export const KERNEL_ENV: Readonly<Record<string, string>> = {
   MPLBACKEND: 'Agg',
   // matplotlib's config and font cache go to the kernel's /tmp, not HOME (the workspace).
   MPLCONFIGDIR: '/tmp/matplotlib',
+  XDG_CACHE_HOME: '/tmp/.cache',
   // glibc reserves 64 MiB of address space per malloc arena (one per thread): with the Python
   // kernel's address-space cap that would waste most of it.
   MALLOC_ARENA_MAX: '2',

@@ -9,7 +9,18 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { closeSync, constants, existsSync, lstatSync, mkdirSync, openSync, renameSync } from 'node:fs';
+import {
+  closeSync,
+  constants,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  renameSync,
+} from 'node:fs';
 import type { Readable, Writable } from 'node:stream';
 import type { FastifyBaseLogger } from 'fastify';
 import { RuncellError } from '../errors.ts';
@@ -38,9 +49,8 @@ const SYSTEM_PATHS = [
   '/etc/ld.so.cache',
   '/etc/localtime',
   '/etc/ssl/certs',
-  // Fonts and Debian's matplotlib settings: figures render without writing caches anywhere.
+  // Fonts and Debian's matplotlib settings, so figures render (font caches go to /tmp).
   '/etc/fonts',
-  '/var/cache/fontconfig',
   '/etc/matplotlibrc',
 ];
 /** Merged-/usr symlinks to recreate. */
@@ -83,6 +93,8 @@ export class BwrapSandbox implements Sandbox {
   }
 
   async init(): Promise<void> {
+    const closed = closeInheritedFds();
+    if (closed.length > 0) this.#log.warn({ closed }, 'closed descriptors inherited from the parent process');
     if (!existsSync(BWRAP)) {
       throw new RuncellError(
         'SANDBOX_UNAVAILABLE',
@@ -279,6 +291,35 @@ export class BwrapSandbox implements Sandbox {
       this.#volumes.close(),
     ));
   }
+}
+
+/**
+ * bwrap hands every descriptor it inherits to the sandbox, and a child inherits every descriptor
+ * of ours not marked close-on-exec. Node marks all it opens, so any that is not came from whoever
+ * started the server (a shell, a supervisor): a cell could read or write it. Close those.
+ */
+/** Linux's O_CLOEXEC as fdinfo shows it (Node does not export it). */
+const O_CLOEXEC = 0o2000000;
+
+export function closeInheritedFds(): string[] {
+  const closed: string[] = [];
+  for (const name of readdirSync('/proc/self/fd')) {
+    const fd = Number(name);
+    if (fd <= 2) continue;
+    try {
+      const flags = Number.parseInt(
+        /^flags:\s+([0-7]+)/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'))![1]!,
+        8,
+      );
+      if (flags & O_CLOEXEC) continue;
+      const target = readlinkSync(`/proc/self/fd/${fd}`);
+      closeSync(fd);
+      closed.push(`${fd} (${target})`);
+    } catch {
+      // gone meanwhile (the directory listing's own descriptor)
+    }
+  }
+  return closed;
 }
 
 /** Hands the command its stdin; EPIPE (the command died, or closed fd 0) is not ours to report. */

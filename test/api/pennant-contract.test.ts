@@ -95,7 +95,8 @@ describe('Pennant API', () => {
 
   it('lists its runtimes, and takes a language by alias or with a version', async () => {
     const runtimes = (await app.inject('/api/v1/runtimes')).json();
-    expect(runtimes.map((r: { language: string }) => r.language)).toEqual([
+    // The built-in kernels first, then what else this machine has (Java, Jupyter kernelspecs).
+    expect(runtimes.map((r: { language: string }) => r.language).slice(0, 3)).toEqual([
       'python',
       'javascript',
       'typescript',

@@ -158,7 +158,7 @@ describe('Python cells', () => {
     expect(status.results.map((r) => r.output)).toEqual([
       'False True\n',
       'no network\n',
-      "True ['HOME', 'LANG', 'LC_ALL', 'MALLOC_ARENA_MAX', 'MPLBACKEND', 'MPLCONFIGDIR', 'PATH', 'PWD', 'TMPDIR', 'USER']\n",
+      "True ['HOME', 'LANG', 'LC_ALL', 'MALLOC_ARENA_MAX', 'MPLBACKEND', 'MPLCONFIGDIR', 'PATH', 'PWD', 'TMPDIR', 'USER', 'XDG_CACHE_HOME']\n",
     ]);
   });
 });

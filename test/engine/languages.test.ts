@@ -75,6 +75,17 @@ const CASES: LanguageCase[] = [
     flood: 'System.out.println("y".repeat(200000));',
   },
   {
+    language: 'bash',
+    define: 'x=1',
+    redefine: 'x=2',
+    use: 'echo $((x + 1))',
+    expected: '3',
+    error: 'explode() { echo "boom" >&2; return 3; }\nexplode',
+    errorText: /boom[\s\S]*exit status 3/,
+    forever: 'while :; do :; done',
+    flood: "head -c 200000 /dev/zero | tr '\\0' y; echo",
+  },
+  {
     language: 'jupyter:python3',
     define: 'x = 1',
     redefine: 'x = 2',

@@ -387,4 +387,24 @@ open('/workspace/kept.txt', 'w').write('kept')
       expect(readdirSync(`${root}.spares`)).toEqual([]);
     },
   );
+
+  it('hands the sandbox no descriptor the server inherited', async () => {
+    // Attack: a supervisor or shell started the server holding a descriptor without
+    // close-on-exec (a pipe, a socket); bwrap would pass it into every sandbox. Containment: the
+    // sandbox closes such descriptors when it starts.
+    const { spawnSync } = await import('node:child_process');
+    const fixture = new URL('./fixtures/leaky-parent.ts', import.meta.url).pathname;
+    // bash opens fd 200 without close-on-exec, as a supervisor might, then becomes the server
+    // (Node marks its low descriptors close-on-exec at start, not such a one).
+    const r = spawnSync(
+      '/bin/sh',
+      ['-c', `exec 9</dev/null; exec "${process.execPath}" --import tsx "${fixture}"`],
+      {
+        encoding: 'utf8',
+        timeout: 30_000,
+      },
+    );
+    // stdio, the two protocol pipes, and the descriptor listing /proc/self/fd: nothing else.
+    expect(JSON.parse(r.stdout.trim())).toEqual([0, 1, 2, 3, 4, 5]);
+  });
 });

@@ -106,7 +106,10 @@ describe('reading the host', () => {
 paths = ${JSON.stringify(paths)}
 print(json.dumps({'found': [p for p in paths if os.path.lexists(p)], 'etc': sorted(os.listdir('/etc'))}))`,
     );
-    expect(data).toEqual({ found: [], etc: ['alternatives', 'ld.so.cache', 'localtime', 'ssl'] });
+    expect(data).toEqual({
+      found: [],
+      etc: ['alternatives', 'fonts', 'ld.so.cache', 'localtime', 'matplotlibrc', 'ssl'],
+    });
     const js = await run(
       app,
       nb,

@@ -75,7 +75,7 @@ while True:
     );
     const result = status.results[0]!;
     expect(result.timedOut).toBe(true);
-    expect(result.type).toBe('error');
+    expect(result.type, result.output).toBe('error');
     expect(result.output).toMatch(/KeyboardInterrupt/);
     // Never more processes than the limit (threads count too, so fewer processes than that).
     const bomb = [...processesByUid()].filter(([uid]) => !before.has(uid));

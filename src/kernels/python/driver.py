@@ -7,7 +7,7 @@ src/kernels/protocol.ts and docs/kernel-protocol.md.
 
 Start-up time is the kernel's cold start: the driver imports only C modules and a few small
 ones. No ``json`` (it pulls in ``re`` and ``enum``: the C ``_json`` codec is used directly),
-``traceback`` and ``linecache`` only once a cell fails, and no ``site``: the system's package
+``traceback`` and ``linecache`` on a thread once it is ready, and no ``site``: the system's package
 directories are put on sys.path without running their .pth start-up hooks.
 
 Channels: requests arrive as frames on fd 3, events leave as frames on fd 4 (a frame is a 4-byte
@@ -1072,6 +1072,12 @@ def _run_cell(request):
         S.pending_bytes = 0
 
 
+def _preload_traceback():
+    import traceback  # noqa: F401  (and linecache with it)
+
+    _sync_linecache(force=True)
+
+
 def _main():
     _signal(_SIGINT, _on_sigint)
     os.register_at_fork(after_in_child=_after_fork_in_child)
@@ -1079,6 +1085,9 @@ def _main():
     threading.Thread(target=_pump, name="runcell-output", daemon=True).start()
     _send({"type": "ready", "language": "python", "version": "%d.%d.%d" % sys.version_info[:3]})
     threading.Thread(target=_reader, name="runcell-requests", daemon=True).start()
+    # Loaded off the start path, but early: a failing cell must not pay for (or, under a fork
+    # bomb, wait on) the import of traceback and linecache before its error can be reported.
+    threading.Thread(target=_preload_traceback, name="runcell-preload", daemon=True).start()
     get = REQUESTS.get
     while True:
         request = get()

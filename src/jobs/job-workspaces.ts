@@ -1,0 +1,145 @@
+/**
+ * JobWorkspaces: each job's private /workspace, made for it and gone after it.
+ *
+ * As root, a workspace is a tmpfs of its own (size and inode limits, nosuid, nodev), so a job
+ * that fills it gets ENOSPC and never touches the host's disk; its pages count against the
+ * job's memory cgroup. Removing it is an unmount: the host never walks the tree the job left,
+ * which may hold symlinks, FIFOs, unreadable or very deep directories. The mounts go through one
+ * long-lived helper (mount-helper.py), so a job does not pay for two mount(8) processes.
+ *
+ * Without root (no mounts; the sandbox then runs as the server's uid anyway), a workspace is a
+ * plain directory, removed with fs.rm, which unlinks symlinks and never follows them.
+ */
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { readdirSync, readFileSync, rmdirSync } from 'node:fs';
+import { mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { promisify } from 'node:util';
+import type { FastifyBaseLogger } from 'fastify';
+import { sweepVolumes } from '../sandbox/workspace-volume.ts';
+import { ensureWorkspaceRoot } from '../sandbox/workspace.ts';
+
+const run = promisify(execFile);
+const HELPER = readFileSync(new URL('./mount-helper.py', import.meta.url), 'utf8');
+
+export interface JobWorkspacesOptions {
+  /** Directory of the job workspaces; every directory above it must be searchable by others. */
+  root: string;
+  /** Bytes and inodes of each workspace when it is its own tmpfs; 0 bytes: plain directories. */
+  bytes: number;
+  inodes: number;
+  python: string;
+  log: FastifyBaseLogger;
+}
+
+export class JobWorkspaces {
+  readonly #options: JobWorkspacesOptions;
+  readonly #mounted: boolean;
+  #helper: MountHelper | undefined;
+
+  constructor(options: JobWorkspacesOptions) {
+    this.#options = options;
+    this.#mounted = process.getuid?.() === 0 && options.bytes > 0;
+  }
+
+  /** Creates the root and removes what a previous run left (it may have been killed mid-job). */
+  async init(): Promise<void> {
+    const { root, log } = this.#options;
+    ensureWorkspaceRoot(root);
+    if (process.getuid?.() === 0) await sweepVolumes(root);
+    const stale = readdirSync(root);
+    for (const name of stale) await this.#removeTree(join(root, name));
+    if (stale.length > 0) log.warn({ stale: stale.length }, 'removed job workspaces a previous run left');
+    if (this.#mounted) this.#helper = new MountHelper(this.#options.python);
+  }
+
+  /** A fresh, empty workspace for the job. */
+  async create(jobId: string): Promise<string> {
+    const dir = join(this.#options.root, jobId);
+    await mkdir(dir, { mode: 0o700 });
+    if (this.#helper) {
+      try {
+        await this.#helper.request(`mount ${this.#options.bytes} ${this.#options.inodes} ${dir}`);
+      } catch (err) {
+        rmdirSync(dir);
+        throw err;
+      }
+    }
+    return dir;
+  }
+
+  /** Removes the workspace once every process of the job is dead. */
+  async remove(dir: string): Promise<void> {
+    if (this.#helper) {
+      try {
+        await this.#helper.request(`umount ${dir}`);
+        rmdirSync(dir);
+        return;
+      } catch (err) {
+        this.#options.log.error({ err, dir }, 'could not unmount a job workspace; removing its files');
+      }
+    }
+    await this.#removeTree(dir);
+  }
+
+  async #removeTree(dir: string): Promise<void> {
+    try {
+      await rm(dir, { recursive: true, force: true });
+    } catch {
+      // Deeper than PATH_MAX: coreutils walks it relative to each directory.
+      await run('/usr/bin/rm', ['-rf', '--one-file-system', '--', dir]);
+    }
+  }
+
+  close(): void {
+    this.#helper?.close();
+  }
+}
+
+/** The mount helper process: requests are answered in order, one line each. */
+class MountHelper {
+  readonly #python: string;
+  #child: ChildProcess | undefined;
+  readonly #pending: { resolve: () => void; reject: (err: Error) => void }[] = [];
+
+  constructor(python: string) {
+    this.#python = python;
+  }
+
+  request(line: string): Promise<void> {
+    const child = (this.#child ??= this.#start());
+    return new Promise<void>((resolve, reject) => {
+      this.#pending.push({ resolve, reject });
+      child.stdin!.write(`${line}\n`);
+    });
+  }
+
+  #start(): ChildProcess {
+    const child = spawn(this.#python, ['-I', '-S', '-c', HELPER], {
+      env: {},
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
+    child.stdin!.on('error', () => {});
+    child.once('error', (err) => {
+      if (this.#child === child) this.#child = undefined;
+      for (const p of this.#pending.splice(0)) p.reject(new Error(`mount helper: ${err.message}`));
+    });
+    createInterface({ input: child.stdout! }).on('line', (answer) => {
+      const pending = this.#pending.shift();
+      if (answer === 'ok') pending?.resolve();
+      else pending?.reject(new Error(`job workspace: ${answer}`));
+    });
+    // Started again by the next request; what was asked of this one fails.
+    child.once('exit', (code, signal) => {
+      if (this.#child === child) this.#child = undefined;
+      for (const p of this.#pending.splice(0)) p.reject(new Error(`mount helper exited (${signal ?? code})`));
+    });
+    return child;
+  }
+
+  close(): void {
+    this.#child?.stdin!.end();
+    this.#child = undefined;
+  }
+}

@@ -152,7 +152,7 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
       status: 'ok',
       sandbox: sandbox.name,
       isolated: sandbox.isolated,
-      languages: runtimes.map((r) => r.language),
+      languages: [...new Set(runtimes.map((r) => r.language))],
       kernels: kernels.liveCount,
       pooledKernels: kernels.pooledCount,
     }),

@@ -168,6 +168,7 @@ class _State:
         self.max_output = 0  # the cell's whole output limit (maxOutputBytes)
         self.dropped = 0
         self.pending = []  # [[name, [text, ...]], ...] in write order
+        self.niced = False  # a fork of the kernel lowered its priority (its own forks inherit it)
         self.pending_bytes = 0
         self.last_flush = 0.0
         self.flush_now = False  # the pump is asked to send the buffer without waiting
@@ -630,6 +631,14 @@ def _after_fork_in_child():
     for fd in (REQUEST_FD, EVENT_FD):
         try:
             os.close(fd)
+        except OSError:
+            pass
+    # Forks run below the kernel: however many a cell makes (a fork bomb), the kernel still gets
+    # the CPU to stop the cell when interrupted and report it, within its grace period.
+    if not S.niced:
+        S.niced = True
+        try:
+            os.nice(10)
         except OSError:
             pass
 

@@ -6,6 +6,9 @@
  *  - bare -S: the same without site (the driver skips site: see driver.py);
  *  - bare + driver: the same bwrap running runcell's driver up to its ready frame, so
  *    full / (bare + driver) is what the sandbox controls cost.
+ * Each new notebook's volume is the spare made ahead (workspace-volume.ts); after a start the
+ * next spare is made in the background, so rounds are PAUSE_MS apart, as notebooks that do not
+ * all arrive at once are (at a higher rate, starts also share the CPU with that formatting).
  *
  *   node --import tsx bench/kernel-cold-start.ts [rounds]
  */
@@ -15,6 +18,7 @@ import { BwrapSandbox } from '../src/sandbox/bwrap-sandbox.ts';
 import { benchDir, log, python, startPythonKernel } from './fixtures.ts';
 
 const ROUNDS = Number(process.argv[2] ?? 40);
+const PAUSE_MS = 500;
 const root = benchDir();
 
 const BWRAP = [
@@ -100,11 +104,12 @@ for (let i = 0; i < ROUNDS; i++) {
   const [ready, firstCell] = await full(i);
   readies.push(ready);
   firstCells.push(firstCell);
+  await new Promise((resolve) => setTimeout(resolve, PAUSE_MS));
 }
 await sandbox.close();
 const [b, s, d, r, c] = [bares, baresNoSite, bareDrivers, readies, firstCells].map(median) as number[];
 const ratio = (x: number, y: number) => (x / y).toFixed(2);
-console.log(`rounds: ${ROUNDS}, interleaved; new notebook each round`);
+console.log(`rounds: ${ROUNDS}, interleaved; a new notebook each round, ${PAUSE_MS} ms apart`);
 console.log(`bare bwrap python3 -I (first byte):              median ${b!.toFixed(1)} ms`);
 console.log(`bare bwrap python3 -I -S (first byte):           median ${s!.toFixed(1)} ms`);
 console.log(`bare bwrap + runcell driver (ready frame):       median ${d!.toFixed(1)} ms`);

@@ -19,6 +19,8 @@ import websocket from '@fastify/websocket';
 import { WorkspaceFiles } from './files/workspace-files.ts';
 import { jobRoutes } from './api/job-routes.ts';
 import { jobConcurrency, jobServiceFromConfig } from './jobs/job-config.ts';
+import { attachEdcSocket, edcRoutes } from './api/edc-routes.ts';
+import { fluxRoutes } from './api/flux-routes.ts';
 import { formatRoutes } from './api/format-routes.ts';
 import { pennantRoutes } from './api/pennant-routes.ts';
 import { ErrorResponse } from './api/schemas.ts';
@@ -59,7 +61,12 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
   const workspaceRoot = resolveWorkspaceRoot(config.dataDir, config.workspaceDir);
   ensureWorkspaceRoot(workspaceRoot);
   if (process.getuid?.() === 0) {
-    const stale = (await sweepVolumes(workspaceRoot)) + (await sweepVolumes(poolRootOf(workspaceRoot)));
+    // Workspaces, pooled kernels' workspaces, and the spare volumes of both.
+    const pool = poolRootOf(workspaceRoot);
+    let stale = 0;
+    for (const root of [workspaceRoot, pool, `${workspaceRoot}.spares`, `${pool}.spares`]) {
+      stale += await sweepVolumes(root);
+    }
     if (stale > 0) app.log.warn({ stale }, 'unmounted workspaces a previous run left mounted');
   }
   const sandbox: Sandbox =
@@ -74,6 +81,7 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
             [...parsePool(config.kernelPool).values()].reduce((a, b) => a + b, 0) +
             jobConcurrency(config),
           instance: createHash('sha256').update(resolve(config.dataDir)).digest('hex').slice(0, 12),
+          python: config.pythonPath,
           log: app.log,
         });
   const store = new SqliteStore(join(config.dataDir, 'runcell.db'));
@@ -198,6 +206,17 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
   await app.register(eventRoutes(engine));
   await app.register(notebookStreamRoutes(engine, feed));
   await app.register(jobRoutes(jobs, { kernelCount: () => kernels.liveCount }));
+  // SIGTERM runs the server's usual shutdown (server.ts): running work ends in a recorded state.
+  const stop = config.fluxServiceStop ? () => void process.kill(process.pid, 'SIGTERM') : undefined;
+  await app.register(fluxRoutes(jobs, { stop }));
+  await app.register(edcRoutes(jobs));
+  // Socket.IO answers on the raw server, before Fastify's hooks: it checks the token itself.
+  attachEdcSocket(app, jobs, {
+    corsOrigins: config.corsOrigins,
+    allowRequest: config.authToken
+      ? (req) => bearerMatches(String(req.headers.authorization ?? ''), config.authToken)
+      : undefined,
+  });
   await app.register(fileRoutes(engine, new WorkspaceFiles(sandbox, withWorkspaces)));
   for (const language of LANGUAGES) {
     await app.register(pennantRoutes(engine, language), { prefix: `/${language}` });
@@ -217,8 +236,14 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
   return app;
 }
 
-function installBearerAuth(app: FastifyInstance, token: string): void {
+/** Whether an Authorization header carries the token (compared in constant time). */
+function bearerMatches(header: string, token: string): boolean {
+  const given = Buffer.from(header);
   const expected = Buffer.from(`Bearer ${token}`);
+  return given.length === expected.length && timingSafeEqual(given, expected);
+}
+
+function installBearerAuth(app: FastifyInstance, token: string): void {
   app.addHook('onRequest', async (req, reply) => {
     const path = req.url.split('?')[0]!;
     if (req.method === 'OPTIONS' || PUBLIC_PATHS.some((p) => path === p || path.startsWith(`${p}/`))) return;
@@ -227,10 +252,10 @@ function installBearerAuth(app: FastifyInstance, token: string): void {
       .split(',')
       .map((p) => p.trim())
       .find((p) => p.startsWith(WS_TOKEN_PREFIX));
-    const given = Buffer.from(
-      offered ? `Bearer ${offered.slice(WS_TOKEN_PREFIX.length)}` : (req.headers.authorization ?? ''),
-    );
-    if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
+    const given = offered
+      ? `Bearer ${offered.slice(WS_TOKEN_PREFIX.length)}`
+      : (req.headers.authorization ?? '');
+    if (!bearerMatches(given, token)) {
       const body = JSON.stringify(errorBody(new RuncellError('AUTH_REQUIRED')));
       if (req.headers.upgrade) {
         // A refused upgrade is answered on the raw socket and closed: left to Fastify, the

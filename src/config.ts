@@ -152,6 +152,10 @@ export const ConfigSchema = Type.Object({
     0,
   ),
   jobWorkspaceInodes: Int(8192, "Files and directories in a job's workspace.", 64),
+  fluxServiceStop: Type.Boolean({
+    default: false,
+    description: 'Let `POST /service/stop` (the Flux API) stop the server gracefully.',
+  }),
   maxConcurrentNotebooks: Int(8, 'Notebooks whose cells run at the same time.', 1),
   maxCellsPerSubmission: Int(1000, 'Cells one submission may carry.', 1),
   bodyLimitBytes: Int(5 * 1024 * 1024, 'Largest request body accepted.', 1024),

@@ -12,6 +12,7 @@ export const ERRORS = {
   SUBMISSION_NOT_FOUND: { status: 404, message: 'No submission has this id' },
   JOB_NOT_FOUND: { status: 404, message: 'No job has this id' },
   JOB_QUEUE_FULL: { status: 429, message: 'Every job slot and queue place is taken' },
+  SERVICE_STOP_DISABLED: { status: 403, message: 'Stopping the server through the API is disabled' },
   NOTEBOOK_NOT_FOUND: { status: 404, message: 'No notebook has this id' },
   ROUTE_NOT_FOUND: { status: 404, message: 'No route matches this method and path' },
   FILE_NOT_FOUND: { status: 404, message: 'No such file or directory in the workspace' },

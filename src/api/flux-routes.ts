@@ -161,7 +161,7 @@ export function fluxRoutes(jobs: JobService, options: FluxRoutesOptions = {}) {
           return reply.code(403).send({
             ...message(STOP_DISABLED),
             error: STOP_DISABLED,
-            code: 'RUNCELL_ERR_SERVICE_STOP_DISABLED',
+            code: 'RUNCELL_ERR_SERVICE_STOP_DISABLED', // see src/errors.ts
             statusCode: 403,
           });
         }

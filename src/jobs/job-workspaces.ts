@@ -5,23 +5,22 @@
  * that fills it gets ENOSPC and never touches the host's disk; its pages count against the
  * job's memory cgroup. Removing it is an unmount: the host never walks the tree the job left,
  * which may hold symlinks, FIFOs, unreadable or very deep directories. The mounts go through one
- * long-lived helper (mount-helper.py), so a job does not pay for two mount(8) processes.
+ * long-lived helper (src/sandbox/mount-helper.py), so a job does not pay for two mount(8) processes.
  *
  * Without root (no mounts; the sandbox then runs as the server's uid anyway), a workspace is a
  * plain directory, removed with fs.rm, which unlinks symlinks and never follows them.
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { readdirSync, readFileSync, rmdirSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { readdirSync, rmdirSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
 import type { FastifyBaseLogger } from 'fastify';
+import { MountHelper } from '../sandbox/mount-helper.ts';
 import { sweepVolumes } from '../sandbox/workspace-volume.ts';
 import { ensureWorkspaceRoot } from '../sandbox/workspace.ts';
 
 const run = promisify(execFile);
-const HELPER = readFileSync(new URL('./mount-helper.py', import.meta.url), 'utf8');
 
 export interface JobWorkspacesOptions {
   /** Directory of the job workspaces; every directory above it must be searchable by others. */
@@ -60,7 +59,7 @@ export class JobWorkspaces {
     await mkdir(dir, { mode: 0o700 });
     if (this.#helper) {
       try {
-        await this.#helper.request(`mount ${this.#options.bytes} ${this.#options.inodes} ${dir}`);
+        await this.#helper.tmpfs(dir, this.#options.bytes, this.#options.inodes);
       } catch (err) {
         rmdirSync(dir);
         throw err;
@@ -73,7 +72,7 @@ export class JobWorkspaces {
   async remove(dir: string): Promise<void> {
     if (this.#helper) {
       try {
-        await this.#helper.request(`umount ${dir}`);
+        await this.#helper.umount(dir);
         rmdirSync(dir);
         return;
       } catch (err) {
@@ -94,52 +93,5 @@ export class JobWorkspaces {
 
   close(): void {
     this.#helper?.close();
-  }
-}
-
-/** The mount helper process: requests are answered in order, one line each. */
-class MountHelper {
-  readonly #python: string;
-  #child: ChildProcess | undefined;
-  readonly #pending: { resolve: () => void; reject: (err: Error) => void }[] = [];
-
-  constructor(python: string) {
-    this.#python = python;
-  }
-
-  request(line: string): Promise<void> {
-    const child = (this.#child ??= this.#start());
-    return new Promise<void>((resolve, reject) => {
-      this.#pending.push({ resolve, reject });
-      child.stdin!.write(`${line}\n`);
-    });
-  }
-
-  #start(): ChildProcess {
-    const child = spawn(this.#python, ['-I', '-S', '-c', HELPER], {
-      env: {},
-      stdio: ['pipe', 'pipe', 'inherit'],
-    });
-    child.stdin!.on('error', () => {});
-    child.once('error', (err) => {
-      if (this.#child === child) this.#child = undefined;
-      for (const p of this.#pending.splice(0)) p.reject(new Error(`mount helper: ${err.message}`));
-    });
-    createInterface({ input: child.stdout! }).on('line', (answer) => {
-      const pending = this.#pending.shift();
-      if (answer === 'ok') pending?.resolve();
-      else pending?.reject(new Error(`job workspace: ${answer}`));
-    });
-    // Started again by the next request; what was asked of this one fails.
-    child.once('exit', (code, signal) => {
-      if (this.#child === child) this.#child = undefined;
-      for (const p of this.#pending.splice(0)) p.reject(new Error(`mount helper exited (${signal ?? code})`));
-    });
-    return child;
-  }
-
-  close(): void {
-    this.#child?.stdin!.end();
-    this.#child = undefined;
   }
 }

@@ -28,6 +28,7 @@ import { detectCgroups, type Cgroup, type Cgroups } from './cgroups.ts';
 import type { Sandbox, SandboxExit, SandboxLimits, SandboxProcess, SandboxSpec } from './sandbox.ts';
 import { seccompFilter } from './seccomp.ts';
 import { UidPool } from './uid-pool.ts';
+import { MountHelper } from './mount-helper.ts';
 import { WorkspaceVolumes } from './workspace-volume.ts';
 import { prepareWorkspace } from './workspace.ts';
 
@@ -69,6 +70,8 @@ export interface BwrapSandboxOptions {
   uidCount: number;
   /** Names this server's cgroups (see detectCgroups). */
   instance: string;
+  /** Runs the mount helper (mount-helper.py); /usr/bin/python3 by default. */
+  python?: string;
   log: FastifyBaseLogger;
 }
 
@@ -82,12 +85,15 @@ export class BwrapSandbox implements Sandbox {
   #cgroups: Cgroups | undefined;
   readonly #seccomp = seccompFilter();
   readonly #instance: string;
-  readonly #volumes = new WorkspaceVolumes();
+  readonly #mounts: MountHelper;
+  readonly #volumes: WorkspaceVolumes;
   readonly #bindings = new Map<SandboxProcess, Binding>();
   #closed: Promise<void> | undefined;
 
   constructor(options: BwrapSandboxOptions) {
     this.#log = options.log;
+    this.#mounts = new MountHelper(options.python ?? '/usr/bin/python3');
+    this.#volumes = new WorkspaceVolumes(this.#mounts);
     this.#uids = new UidPool(options.uidBase, options.uidCount);
     this.#instance = options.instance;
   }
@@ -157,13 +163,15 @@ export class BwrapSandbox implements Sandbox {
     try {
       if (spec.workspace !== undefined) {
         mkdirSync(spec.workspace, { recursive: true, mode: 0o700 });
-        let mountPoint = spec.workspace;
         if (volume) {
-          mountPoint = await this.#volumes.attach(volume, spec.workspaceQuota!);
+          await this.#volumes.attach(volume, spec.workspaceQuota!);
           attached = true;
         }
-        await prepareWorkspace(mountPoint, this.#asRoot ? uid : undefined);
-        workspaceFd = openSync(mountPoint, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW);
+        await prepareWorkspace(spec.workspace, this.#asRoot ? uid : undefined);
+        workspaceFd = openSync(
+          spec.workspace,
+          constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW,
+        );
       }
       cgroup = this.#cgroups?.create(`k-${uid}-${randomUUID().slice(0, 8)}`, spec.limits);
       const argv = [
@@ -287,9 +295,11 @@ export class BwrapSandbox implements Sandbox {
   }
 
   close(): Promise<void> {
-    return (this.#closed ??= Promise.all([...this.#live].map((p) => p.kill())).then(() =>
-      this.#volumes.close(),
-    ));
+    return (this.#closed ??= (async () => {
+      await Promise.all([...this.#live].map((p) => p.kill()));
+      await this.#volumes.close();
+      this.#mounts.close();
+    })());
   }
 }
 

@@ -5,16 +5,19 @@
  * notebook runs; unmounted once the last one is gone. Needs root (mount); without it, or with
  * a quota of 0, workspaces are plain directories.
  *
- * Formatting a volume costs more than starting a kernel, so one spare image per workspace root
- * and quota is formatted ahead of time, in `<root>.spares/` (beside the root: any name inside it
- * may be a notebook's): a new notebook's volume is a rename of it, and the next spare is made in
- * the background.
+ * Formatting and mounting a volume cost more than starting a kernel, so one spare volume per
+ * workspace root and quota is made ahead of time, formatted and mounted in `<root>.spares/`
+ * (beside the root: any name inside it may be a notebook's): a new notebook's volume is the
+ * spare, its image renamed beside the workspace and bound there (a syscall, through the mount
+ * helper); the next spare is made in the background.
  */
 import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, rmdirSync, rmSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
+import type { MountHelper } from './mount-helper.ts';
+import { ensureWorkspaceRoot } from './workspace.ts';
 
 const run = promisify(execFile);
 
@@ -26,34 +29,47 @@ export interface WorkspaceQuota {
 interface Held {
   count: number;
   ready: Promise<void>;
-  /** Where the volume is mounted: the workspace, or where it was when move() renamed it. */
+  /**
+   * Every mount of the volume, the workspace's last: a spare's or a pooled kernel's mount point
+   * (removed once unmounted), then binds of it at later paths.
+   */
+  mounts: { path: string; remove: boolean }[];
+}
+
+/** A formatted volume, mounted, waiting for a workspace. */
+interface Spare {
+  image: string;
   mountPoint: string;
 }
+
+const SPARE_DELAY_MS = 250;
 
 export class WorkspaceVolumes {
   /** Mounted volumes by workspace. */
   readonly #users = new Map<string, Held>();
-  /** A formatted, unused image per `root|bytes|inodes`; undefined once making one failed. */
-  readonly #spares = new Map<string, Promise<string | undefined>>();
+  /** The spare per `root|bytes|inodes`; undefined once making one failed. */
+  readonly #spares = new Map<string, Promise<Spare | undefined>>();
+  readonly #helper: MountHelper;
 
-  /**
-   * Mounts the workspace's volume (creating it on first use) and says where it is mounted: the
-   * workspace itself, or (after move()) its previous path. Counted: call detach() as often.
-   */
-  async attach(dir: string, quota: WorkspaceQuota): Promise<string> {
+  constructor(helper: MountHelper) {
+    this.#helper = helper;
+  }
+
+  /** Mounts the workspace's volume (creating it on first use). Counted: call detach() as often. */
+  async attach(dir: string, quota: WorkspaceQuota): Promise<void> {
     const held = this.#users.get(dir);
     if (held) {
       held.count++;
-      await held.ready;
-      return held.mountPoint;
+      return held.ready;
     }
-    const ready = this.#mount(dir, quota);
-    this.#users.set(dir, { count: 1, ready, mountPoint: dir });
+    const mounts: Held['mounts'] = [];
+    const ready = this.#mount(dir, quota, mounts);
+    this.#users.set(dir, { count: 1, ready, mounts });
     try {
       await ready;
-      return dir;
     } catch (err) {
       this.#users.delete(dir);
+      await this.#unmount(mounts);
       throw err;
     }
   }
@@ -63,77 +79,109 @@ export class WorkspaceVolumes {
     if (!held || --held.count > 0) return;
     this.#users.delete(dir);
     await held.ready.catch(() => {});
-    await unmount(held.mountPoint);
-    if (held.mountPoint !== dir) {
+    await this.#unmount(held.mounts);
+  }
+
+  async #mount(dir: string, quota: WorkspaceQuota, mounts: Held['mounts']): Promise<void> {
+    const image = `${dir}.img`;
+    if (isMountPoint(dir)) {
+      mounts.push({ path: dir, remove: false }); // a previous run's mount of the same volume
+      return;
+    }
+    if (!existsSync(image)) {
+      const spare = await this.#takeSpare(dirname(dir), quota);
+      if (spare) {
+        renameSync(spare.image, image); // the loop device follows the file
+        mounts.push({ path: spare.mountPoint, remove: true });
+        await this.#helper.bind(spare.mountPoint, dir);
+        mounts.push({ path: dir, remove: false });
+        return;
+      }
+      await formatImage(image, quota);
+    }
+    await mountImage(image, dir);
+    mounts.push({ path: dir, remove: false });
+  }
+
+  /** Lazily detaches every mount of a volume, the latest first, and removes the spare ones. */
+  async #unmount(mounts: Held['mounts']): Promise<void> {
+    for (const { path, remove } of [...mounts].reverse()) {
       try {
-        rmdirSync(held.mountPoint); // only ever the empty mount point, never files
+        await this.#helper.umount(path);
+        if (remove) rmdirSync(path); // only ever an empty mount point, never files
       } catch {
-        // still mounted (the unmount failed): leave it to the next start's sweep
+        // left to the next start's sweep
       }
     }
   }
 
-  async #mount(dir: string, quota: WorkspaceQuota): Promise<void> {
-    const image = `${dir}.img`;
-    if (isMountPoint(dir)) return; // a previous run's mount of the same volume
-    if (!existsSync(image)) {
-      const spare = await this.#takeSpare(dirname(dir), quota);
-      if (spare) renameSync(spare, image);
-      else await formatImage(image, quota);
-    }
-    // nosuid, nodev: nothing planted in a workspace can gain privileges on the host.
-    await run('/usr/bin/mount', ['-o', 'loop,nosuid,nodev', image, dir]);
-    try {
-      rmdirSync(`${dir}/lost+found`);
-    } catch {
-      // already removed, or the cell keeps files there
-    }
-  }
-
   /**
-   * Gives a mounted volume (held by one tree: a pooled kernel) a new workspace path, without
-   * remounting: its image is renamed beside `to`, and it stays mounted where it is (the running
-   * sandbox has its own view of it) until the last tree using it detaches. Later trees of `to`
-   * get the same mount point from attach().
+   * Gives a mounted volume (held by one tree: a pooled kernel) a new workspace path `to`, which
+   * must not exist: its image is renamed beside it and the volume bound there; the running
+   * sandbox keeps its own view. The old path goes when the volume is unmounted.
    */
   async move(from: string, to: string): Promise<void> {
     const held = this.#users.get(from);
     if (!held || held.count !== 1) throw new Error(`${from} is not a volume held once`);
     await held.ready;
-    renameSync(`${from}.img`, `${to}.img`);
     mkdirSync(to, { mode: 0o700 });
+    await this.#helper.bind(from, to);
+    renameSync(`${from}.img`, `${to}.img`);
+    for (const mount of held.mounts) if (mount.path === from) mount.remove = true;
+    held.mounts.push({ path: to, remove: false });
     this.#users.delete(from);
     this.#users.set(to, held);
   }
 
-  /** The spare image for this root and quota (making the next one), or undefined. */
-  #takeSpare(root: string, quota: WorkspaceQuota): Promise<string | undefined> {
+  /** The spare for this root and quota (making the next one), or undefined. */
+  #takeSpare(root: string, quota: WorkspaceQuota): Promise<Spare | undefined> {
     const key = `${root}|${quota.bytes}|${quota.inodes}`;
     const taken = this.#spares.get(key);
     const spares = `${root}.spares`;
-    // A previous run may have stopped while formatting one.
+    // A previous run may have stopped while making one (the server unmounted it at start).
     if (!taken) rmSync(spares, { recursive: true, force: true });
-    mkdirSync(spares, { recursive: true, mode: 0o700 });
+    // Searchable by the pool uids, as the root is: bwrap resolves the mount point's path as them.
+    ensureWorkspaceRoot(spares);
     // Replaced before anything awaits: concurrent starts never get the same spare.
-    const next = join(spares, `${randomUUID()}.img`);
+    const id = randomUUID();
+    const spare = { image: join(spares, `${id}.img`), mountPoint: join(spares, id) };
     this.#spares.set(
       key,
-      formatImage(next, quota).then(
-        () => next,
-        () => {
-          rmSync(next, { force: true });
-          return undefined;
-        },
-      ),
+      (async () => {
+        // Not while the start that took the last spare is still running: they share the CPU.
+        if (taken) await new Promise((resolve) => setTimeout(resolve, SPARE_DELAY_MS));
+        await formatImage(spare.image, quota);
+        mkdirSync(spare.mountPoint, { mode: 0o700 });
+        await mountImage(spare.image, spare.mountPoint);
+        return spare;
+      })().catch(async () => {
+        await this.#unmount([{ path: spare.mountPoint, remove: true }]);
+        rmSync(spare.image, { force: true });
+        return undefined;
+      }),
     );
     return taken ?? Promise.resolve(undefined);
   }
 
-  /** Waits for spares being made (so none is left half-written), then deletes them. */
+  /** Waits for spares being made (so none is left half-made), then removes them. */
   async close(): Promise<void> {
     const spares = await Promise.all(this.#spares.values());
     this.#spares.clear();
-    for (const spare of spares) if (spare) rmSync(spare, { force: true });
+    for (const spare of spares) {
+      if (!spare) continue;
+      await this.#unmount([{ path: spare.mountPoint, remove: true }]);
+      rmSync(spare.image, { force: true });
+    }
+  }
+}
+
+async function mountImage(image: string, dir: string): Promise<void> {
+  // nosuid, nodev: nothing planted in a workspace can gain privileges on the host.
+  await run('/usr/bin/mount', ['-o', 'loop,nosuid,nodev', image, dir]);
+  try {
+    rmdirSync(`${dir}/lost+found`);
+  } catch {
+    // already removed, or the cell keeps files there
   }
 }
 

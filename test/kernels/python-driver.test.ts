@@ -351,6 +351,7 @@ describe('python kernel driver', () => {
     const kernel = await Kernel.start();
     const cell = kernel.start('i = 0\nwhile True:\n    print(i)\n    i += 1', 1 << 30);
     await kernel.waitFor((e): e is StreamEvent => e.type === 'stream' && e.id === cell.id);
+    await new Promise((resolve) => setTimeout(resolve, 50)); // let it print a while
     kernel.send({ type: 'interrupt', id: cell.id });
     const run = await cell.done;
     expect(asError(run)).toMatchObject({ ename: 'KeyboardInterrupt', interrupted: true });

@@ -6,7 +6,9 @@ server, on stdin (so: standard library only, one file, no ``__file__``). See
 src/kernels/protocol.ts and docs/kernel-protocol.md.
 
 Start-up time is the kernel's cold start: the driver imports only C modules and a few small
-ones. No ``json`` (it pulls in ``re`` and ``enum``: the C ``_json`` codec is used directly),
+ones: ``_thread``, ``_queue`` and ``_signal`` rather than ``threading``, ``queue`` and
+``signal`` (which pull in ``functools``, ``collections`` and ``enum``), no ``json`` (``re`` and
+``enum`` again: the C ``_json`` codec is used directly),
 ``traceback`` and ``linecache`` on a thread once it is ready, and no ``site``: the system's package
 directories are put on sys.path without running their .pth start-up hooks.
 
@@ -18,7 +20,8 @@ for the driver's own last words.
 Threads:
 - main: runs cells one at a time, in one persistent namespace;
 - reader: reads fd 3, queues execute requests, turns interrupt requests into SIGINT for main;
-- pump: forwards the fd 1/2 pipe and flushes buffered output every FLUSH_INTERVAL seconds.
+- pump: forwards the fd 1/2 pipe and flushes buffered output every FLUSH_INTERVAL seconds;
+- preload: imports traceback once the kernel is ready (see below).
 
 Output of a cell goes into a small buffer (bounded by FLUSH_BYTES) that is flushed by size, by time,
 and before the cell's result; nothing is sent for a cell after its result.
@@ -58,16 +61,16 @@ import __future__
 # The node classes and flags live in the C module; the `ast` package on top costs ~5 ms of start.
 import _ast as ast
 import _json
+import _queue
+import _signal as _c_signal
+import _thread
 import codecs
 import faulthandler
 import io
 import os
-import queue
 import select
-import signal
 import struct
 import sys
-import threading
 import time
 import types
 
@@ -130,12 +133,12 @@ _dumps_ascii = _json_encoder(_json.encode_basestring_ascii)
 _pack_len = struct.Struct(">I").pack
 _unpack_len = struct.Struct(">I").unpack_from
 _monotonic = time.monotonic
-_get_ident = threading.get_ident
-_pthread_kill = signal.pthread_kill
-_signal = signal.signal
-_getsignal = signal.getsignal
-_SIGINT = signal.SIGINT
-_Lock = threading.Lock
+_get_ident = _thread.get_ident
+_pthread_kill = _c_signal.pthread_kill
+_signal = _c_signal.signal
+_getsignal = _c_signal.getsignal
+_SIGINT = _c_signal.SIGINT
+_Lock = _thread.allocate_lock
 _TracebackType = types.TracebackType
 _StringIO = io.StringIO
 # Cells' sources, for tracebacks (and inspect.getsource): linecache entries, handed to linecache
@@ -1091,12 +1094,12 @@ def _main():
     _signal(_SIGINT, _on_sigint)
     os.register_at_fork(after_in_child=_after_fork_in_child)
     _prepare_cell()
-    threading.Thread(target=_pump, name="runcell-output", daemon=True).start()
+    _thread.start_new_thread(_pump, ())
     _send({"type": "ready", "language": "python", "version": "%d.%d.%d" % sys.version_info[:3]})
-    threading.Thread(target=_reader, name="runcell-requests", daemon=True).start()
+    _thread.start_new_thread(_reader, ())
     # Loaded off the start path, but early: a failing cell must not pay for (or, under a fork
     # bomb, wait on) the import of traceback and linecache before its error can be reported.
-    threading.Thread(target=_preload_traceback, name="runcell-preload", daemon=True).start()
+    _thread.start_new_thread(_preload_traceback, ())
     get = REQUESTS.get
     while True:
         request = get()
@@ -1130,8 +1133,8 @@ for _fd in (REQUEST_FD, EVENT_FD):
         os.set_inheritable(_fd, False)
     except OSError:
         pass
-REQUESTS = queue.SimpleQueue()
-INPUTS = queue.SimpleQueue()  # input_reply messages, for _input on the main thread
+REQUESTS = _queue.SimpleQueue()
+INPUTS = _queue.SimpleQueue()  # input_reply messages, for _input on the main thread
 
 USER_MODULE = types.ModuleType("__main__")
 USER_NS = USER_MODULE.__dict__

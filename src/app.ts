@@ -81,7 +81,6 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
             [...parsePool(config.kernelPool).values()].reduce((a, b) => a + b, 0) +
             jobConcurrency(config),
           instance: createHash('sha256').update(resolve(config.dataDir)).digest('hex').slice(0, 12),
-          python: config.pythonPath,
           log: app.log,
         });
   const store = new SqliteStore(join(config.dataDir, 'runcell.db'));

@@ -51,6 +51,5 @@ export function jobServiceFromConfig(
       fileBytes: config.kernelMaxFileMb * MiB,
       network: config.sandboxNetwork,
     },
-    python: config.pythonPath,
   });
 }

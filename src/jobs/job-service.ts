@@ -35,8 +35,6 @@ export interface JobServiceOptions {
   queueSize: number;
   limits: JobLimitSettings;
   sandboxSettings: Omit<JobSandboxSettings, 'cpus'>;
-  /** Runs the workspace mount helper. */
-  python?: string;
   /** The toolchains to offer; found on this machine at init when absent. */
   toolchains?: Toolchain[];
 }
@@ -125,7 +123,6 @@ export class JobService {
       root: options.workspaceRoot,
       bytes: options.workspaceBytes,
       inodes: options.workspaceInodes,
-      python: options.python ?? '/usr/bin/python3',
       log: options.log,
     });
     this.#runner = new JobRunner(options.sandbox, this.#workspaces, {

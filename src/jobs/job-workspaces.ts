@@ -28,7 +28,6 @@ export interface JobWorkspacesOptions {
   /** Bytes and inodes of each workspace when it is its own tmpfs; 0 bytes: plain directories. */
   bytes: number;
   inodes: number;
-  python: string;
   log: FastifyBaseLogger;
 }
 
@@ -50,7 +49,7 @@ export class JobWorkspaces {
     const stale = readdirSync(root);
     for (const name of stale) await this.#removeTree(join(root, name));
     if (stale.length > 0) log.warn({ stale: stale.length }, 'removed job workspaces a previous run left');
-    if (this.#mounted) this.#helper = new MountHelper(this.#options.python);
+    if (this.#mounted) this.#helper = new MountHelper();
   }
 
   /** A fresh, empty workspace for the job. */

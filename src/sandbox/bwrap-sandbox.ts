@@ -70,8 +70,6 @@ export interface BwrapSandboxOptions {
   uidCount: number;
   /** Names this server's cgroups (see detectCgroups). */
   instance: string;
-  /** Runs the mount helper (mount-helper.py); /usr/bin/python3 by default. */
-  python?: string;
   log: FastifyBaseLogger;
 }
 
@@ -92,7 +90,7 @@ export class BwrapSandbox implements Sandbox {
 
   constructor(options: BwrapSandboxOptions) {
     this.#log = options.log;
-    this.#mounts = new MountHelper(options.python ?? '/usr/bin/python3');
+    this.#mounts = new MountHelper();
     this.#volumes = new WorkspaceVolumes(this.#mounts);
     this.#uids = new UidPool(options.uidBase, options.uidCount);
     this.#instance = options.instance;

@@ -15,7 +15,8 @@ export class MountHelper {
   #child: ChildProcess | undefined;
   readonly #pending: { resolve: () => void; reject: (err: Error) => void }[] = [];
 
-  constructor(python: string) {
+  /** Debian's interpreter, whatever the kernels use: this runs as root, on the host. */
+  constructor(python = '/usr/bin/python3') {
     this.#python = python;
   }
 

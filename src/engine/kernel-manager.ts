@@ -20,6 +20,8 @@ import { ensureWorkspaceRoot, poolRootOf } from '../sandbox/workspace.ts';
 import type { Language } from './languages.ts';
 import { isSafeId } from './ids.ts';
 
+const REFILL_DELAY_MS = 200;
+
 /** config.kernelPool (`python=2`, ...) as language → count. */
 export function parsePool(entries: readonly string[]): Map<Language, number> {
   return new Map(
@@ -264,7 +266,8 @@ export class KernelManager {
     const ready = this.#pool.get(language);
     if (!ready?.length || existsSync(workspace) || this.isActive(notebookId)) return undefined;
     const kernel = ready.shift()!;
-    this.#refill(language);
+    // Not while the claiming cell runs: starting a kernel takes the event loop and a core.
+    setTimeout(() => this.#refill(language), REFILL_DELAY_MS).unref();
     try {
       await kernel.assign(this.#sandbox, notebookId, workspace);
       return kernel;

@@ -1,6 +1,7 @@
 import { chmodSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { finished } from 'node:stream/promises';
 import pino from 'pino';
 import type { FastifyBaseLogger } from 'fastify';
 import { loadConfig, type Config } from '../src/config.ts';
@@ -26,7 +27,8 @@ export async function collect(proc: SandboxProcess) {
   let stderr = '';
   proc.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
   proc.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  const exit = await proc.exited;
+  // 'exit' can come before the last output is read: wait for both streams to end too.
+  const [exit] = await Promise.all([proc.exited, finished(proc.stdout), finished(proc.stderr)]);
   return { ...exit, stdout, stderr };
 }
 

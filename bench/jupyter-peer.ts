@@ -1,0 +1,177 @@
+/**
+ * runcell against its peer, Jupyter Server with ipykernel (Debian's packages), in one invocation,
+ * interleaved; the machine is noisy, so read the ratios.
+ *
+ * 1. Warm cell: sequential cells alternating `x += 1` and `print(1)` into one notebook, submit →
+ *    final result, through runcell's fastest public paths (POST /api/submit + long-poll status, and
+ *    the notebook WebSocket), through Jupyter's channels WebSocket (execute_request → iopub
+ *    `status: idle`) stock and with TCP_NODELAY on both ends, and the floor: a bare sandboxed
+ *    Python kernel driven over its pipe.
+ * 2. Cold notebook: a new notebook's first cell `print(1)` → result: runcell with its default warm
+ *    pool (waited for before each round, as for notebooks that do not arrive all at once) against
+ *    Jupyter's POST /api/kernels + channels connect + first cell, stock and with TCP_NODELAY.
+ *
+ *   node --import tsx bench/jupyter-peer.ts [cells=1000] [notebooks=50]
+ */
+import { join } from 'node:path';
+import WebSocket from 'ws';
+import { buildApp } from '../src/app.ts';
+import { loadConfig } from '../src/config.ts';
+import { BwrapSandbox } from '../src/sandbox/bwrap-sandbox.ts';
+import { benchDir, log, startPythonKernel } from './fixtures.ts';
+import { JupyterServer } from './jupyter-server.ts';
+
+const CELLS = Number(process.argv[2] ?? 1000);
+const NOTEBOOKS = Number(process.argv[3] ?? 50);
+const dataDir = benchDir();
+const app = await buildApp(loadConfig({}, [], { dataDir, logLevel: 'silent', sandboxUidBase: 65200 }));
+await app.listen({ host: '127.0.0.1', port: 0 });
+const address = app.server.address();
+const port = typeof address === 'object' && address ? address.port : 0;
+const base = `http://127.0.0.1:${port}`;
+const sandbox = new BwrapSandbox({ uidBase: 65290, uidCount: 2, instance: 'bench-peer', log });
+await sandbox.init();
+const [stock, nodelay] = await Promise.all([
+  JupyterServer.start({ nodelay: false }),
+  JupyterServer.start({ nodelay: true }),
+]);
+
+async function viaHttp(notebookId: string, code: string): Promise<number> {
+  const t = performance.now();
+  const res = await fetch(`${base}/api/submit`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ notebookId, cells: [{ cellId: 'c', code }] }),
+  });
+  const { submissionId } = (await res.json()) as { submissionId: string };
+  const status = (await (await fetch(`${base}/api/status/${submissionId}?wait=30`)).json()) as {
+    status: string;
+  };
+  if (status.status !== 'success') throw new Error(`cell failed: ${JSON.stringify(status)}`);
+  return performance.now() - t;
+}
+
+const socket = new WebSocket(`ws://127.0.0.1:${port}/api/v1/notebooks/bench-ws/ws`);
+await new Promise((resolve) => socket.once('open', resolve));
+let onFinished: (() => void) | undefined;
+socket.on('message', (data) => {
+  if ((JSON.parse(data.toString()) as { type: string }).type === 'submission.finished') onFinished?.();
+});
+function viaWebSocket(code: string): Promise<number> {
+  const t = performance.now();
+  return new Promise((resolve) => {
+    onFinished = () => resolve(performance.now() - t);
+    socket.send(JSON.stringify({ type: 'execute', cells: [{ cellId: 'c', code }] }));
+  });
+}
+
+const kernel = await startPythonKernel(sandbox, 'floor', join(dataDir, 'floor'));
+async function viaPipe(code: string): Promise<number> {
+  const t = performance.now();
+  await kernel.execute(code, {
+    timeoutMs: 30_000,
+    cpuTimeMs: 0,
+    cpuCores: 1,
+    graceMs: 1000,
+    maxOutputBytes: 1 << 20,
+  });
+  return performance.now() - t;
+}
+
+async function jupyterWarm(server: JupyterServer, tcpNoDelay: boolean) {
+  const id = await server.startKernel();
+  const channels = await server.connect(id, tcpNoDelay);
+  return {
+    async run(code: string): Promise<number> {
+      const t = performance.now();
+      await channels.execute(code);
+      return performance.now() - t;
+    },
+    async close() {
+      await channels.close();
+      await server.deleteKernel(id);
+    },
+  };
+}
+
+/** Jupyter's new notebook: start a kernel, connect its channels, run the first cell. */
+async function jupyterCold(server: JupyterServer, tcpNoDelay: boolean): Promise<number> {
+  const t = performance.now();
+  const id = await server.startKernel();
+  const channels = await server.connect(id, tcpNoDelay);
+  await channels.execute('print(1)');
+  const elapsed = performance.now() - t;
+  await channels.close();
+  await server.deleteKernel(id);
+  return elapsed;
+}
+
+async function poolReady(): Promise<void> {
+  while ((await app.inject('/healthz')).json().pooledKernels < 1) await new Promise((r) => setTimeout(r, 5));
+}
+
+const quantile = (xs: number[], q: number) =>
+  [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * q))]!;
+const median = (xs: number[]) => quantile(xs, 0.5);
+const p99 = (xs: number[]) => quantile(xs, 0.99);
+
+const warm: Record<string, number[]> = {
+  'runcell long-poll': [],
+  'runcell websocket': [],
+  'jupyter stock': [],
+  'jupyter TCP_NODELAY': [],
+  'floor (pipe)': [],
+};
+const cold: Record<string, number[]> = {
+  'runcell, kernel from the pool': [],
+  'jupyter stock, kernel start + cell': [],
+  'jupyter TCP_NODELAY, kernel start + cell': [],
+};
+try {
+  const [jStock, jNoDelay] = await Promise.all([jupyterWarm(stock, false), jupyterWarm(nodelay, true)]);
+  const paths = [
+    (code: string) => viaHttp('bench-http', code),
+    viaWebSocket,
+    jStock.run,
+    jNoDelay.run,
+    viaPipe,
+  ];
+  const series = Object.values(warm);
+  for (const run of paths) await run('x = 0'); // start the kernels
+  for (let i = 0; i < CELLS; i++) {
+    const code = i % 2 === 0 ? 'x += 1' : 'print(1)';
+    for (const [k, run] of paths.entries()) series[k]!.push(await run(code));
+  }
+  await Promise.all([jStock.close(), jNoDelay.close()]);
+
+  const [fromPool, jStockCold, jNoDelayCold] = Object.values(cold);
+  for (let i = 0; i < NOTEBOOKS; i++) {
+    await poolReady();
+    fromPool!.push(await viaHttp(`new-${i}`, 'print(1)'));
+    await app.inject({ method: 'POST', url: `/api/reset/new-${i}` }); // keep the kernel count flat
+    jStockCold!.push(await jupyterCold(stock, false));
+    jNoDelayCold!.push(await jupyterCold(nodelay, true));
+  }
+} finally {
+  socket.close();
+  await kernel.kill();
+  await sandbox.close();
+  await app.close();
+  await Promise.all([stock.stop(), nodelay.stop()]);
+}
+
+const ms = (x: number) => x.toFixed(2).padStart(9);
+const ratio = (x: number) => `${x.toFixed(1)}×`.padStart(8);
+const lp = warm['runcell long-poll']!;
+const ws = warm['runcell websocket']!;
+console.log(`warm cell: ${CELLS} cells per path (x += 1 / print(1) alternating), interleaved`);
+console.log(`${'path'.padEnd(22)}median ms   p99 ms  med/lp  med/ws  p99/lp  p99/ws`);
+for (const [path, xs] of Object.entries(warm))
+  console.log(
+    `${path.padEnd(22)}${ms(median(xs))}${ms(p99(xs))}${ratio(median(xs) / median(lp))}${ratio(median(xs) / median(ws))}${ratio(p99(xs) / p99(lp))}${ratio(p99(xs) / p99(ws))}`,
+  );
+const pool = cold['runcell, kernel from the pool']!;
+console.log(`cold notebook: ${NOTEBOOKS} new notebooks, first cell print(1) → result, interleaved`);
+console.log(`${'path'.padEnd(42)}median ms   p99 ms  med/runcell`);
+for (const [path, xs] of Object.entries(cold))
+  console.log(`${path.padEnd(42)}${ms(median(xs))}${ms(p99(xs))}${ratio(median(xs) / median(pool))}`);

@@ -10,7 +10,8 @@ missing=()
 [ -x /usr/bin/python3 ] || missing+=(python3)
 [ -x /usr/sbin/mkfs.ext4 ] || missing+=(e2fsprogs)
 # Kernels and outputs: Jupyter kernels (ipykernel is the tested one), figures, DataFrames, .ipynb.
-for module in ipykernel:python3-ipykernel matplotlib:python3-matplotlib pandas:python3-pandas nbformat:python3-nbformat; do
+# jupyter_server is the peer `npm run bench` compares against.
+for module in ipykernel:python3-ipykernel matplotlib:python3-matplotlib pandas:python3-pandas nbformat:python3-nbformat jupyter_server:python3-jupyter-server; do
   /usr/bin/python3 -c "import ${module%%:*}" 2>/dev/null || missing+=("${module#*:}")
 done
 # Java kernels and programs: any JDK under /usr/lib/jvm with jdk.jshell; Debian's if there is none.

@@ -43,7 +43,8 @@ export class PythonDriver implements KernelDriver {
           }
         },
       );
-      child.stdin!.end(SOURCE);
+      // An interpreter that exits at once (a wrong path) fails in the callback, not as EPIPE here.
+      child.stdin!.on('error', () => {}).end(SOURCE);
     }));
   }
 

@@ -9,7 +9,7 @@
  * kernels are not counted against maxKernels until claimed.
  */
 import { randomUUID } from 'node:crypto';
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Config } from '../config.ts';
@@ -17,6 +17,7 @@ import { Kernel } from '../kernels/kernel.ts';
 import type { KernelDriver } from '../kernels/kernel-driver.ts';
 import type { Sandbox, SandboxLimits } from '../sandbox/sandbox.ts';
 import { ensureWorkspaceRoot, poolRootOf } from '../sandbox/workspace.ts';
+import { removeStale } from '../sandbox/workspace-volume.ts';
 import type { Language } from './languages.ts';
 import { isSafeId } from './ids.ts';
 
@@ -106,7 +107,7 @@ export class KernelManager {
     if (this.#poolSizes.size === 0) return;
     // The server swept the volumes a previous run left mounted here (app.ts).
     const root = this.#poolRoot();
-    rmSync(root, { recursive: true, force: true });
+    removeStale(root);
     ensureWorkspaceRoot(root);
     for (const language of this.#poolSizes.keys()) this.#refill(language);
   }

@@ -13,7 +13,17 @@
  */
 import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, rmdirSync, rmSync, statSync } from 'node:fs';
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmdirSync,
+  rmSync,
+  statSync,
+} from 'node:fs';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import type { MountHelper } from './mount-helper.ts';
@@ -139,7 +149,7 @@ export class WorkspaceVolumes {
     const taken = this.#spares.get(key);
     const spares = `${root}.spares`;
     // A previous run may have stopped while making one (the server unmounted it at start).
-    if (!taken) rmSync(spares, { recursive: true, force: true });
+    if (!taken) removeStale(spares);
     // Searchable by the pool uids, as the root is: bwrap resolves the mount point's path as them.
     ensureWorkspaceRoot(spares);
     // Replaced before anything awaits: concurrent starts never get the same spare.
@@ -201,6 +211,29 @@ async function formatImage(image: string, quota: WorkspaceQuota): Promise<void> 
     String(inodes),
     image,
   ]);
+}
+
+/**
+ * Empties a directory of spares or pooled workspaces a previous run left: images and empty mount
+ * points only. Never recursive: a directory that is still a mount (an unmount that failed) holds
+ * a notebook's files, and is left alone.
+ */
+export function removeStale(dir: string): void {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return; // not made yet
+  }
+  for (const name of names) {
+    const path = join(dir, name);
+    try {
+      if (lstatSync(path).isDirectory()) rmdirSync(path);
+      else rmSync(path, { force: true });
+    } catch {
+      // still mounted, or not empty: not ours to delete
+    }
+  }
 }
 
 function isMountPoint(dir: string): boolean {

@@ -364,6 +364,7 @@ function maybeFinish(cell) {
 function finish(cell) {
   if (current !== cell) return;
   clearTimeout(cell.idleTimer);
+  clearInterval(cell.resignal);
   flushPending();
   current = null;
   let message;
@@ -430,6 +431,8 @@ function plainTraceback(traceback) {
   return entries;
 }
 
+const RESIGNAL_MS = 500;
+
 function signalKernel() {
   try {
     process.kill(-kernel.pid, 'SIGINT');
@@ -455,8 +458,14 @@ function interrupt(id) {
     return;
   }
   cell.interrupted = true;
-  if (spec.interruptMode === 'message') send(control, 'interrupt_request', {});
-  else signalKernel(); // again on execute_input if the kernel had not started the cell yet
+  if (spec.interruptMode === 'message') {
+    send(control, 'interrupt_request', {});
+    return;
+  }
+  signalKernel(); // again on execute_input if the kernel had not started the cell yet
+  // A SIGINT that lands in the kernel's own code around the cell (ipykernel swallows it there)
+  // is lost: repeat it until the cell ends, as jupyter_client users press Ctrl-C again.
+  cell.resignal ??= setInterval(signalKernel, RESIGNAL_MS);
 }
 
 function onIopub(message) {

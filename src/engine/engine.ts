@@ -60,6 +60,8 @@ export const submissionTopic = (id: string) => `submission:${id}`;
 /** The running submission of a notebook, and whether a reset asked it to stop. */
 interface Running {
   submissionId: string;
+  /** Not written on its own: the first result's commit records it (see Store.addResult). */
+  startedAt: string;
   stopReason: string | undefined;
 }
 
@@ -131,8 +133,16 @@ export class Engine {
     return id;
   }
 
-  get(id: string): Promise<Submission | undefined> {
-    return this.#store.getSubmission(id);
+  async get(id: string): Promise<Submission | undefined> {
+    return this.#withRunning(await this.#store.getSubmission(id));
+  }
+
+  /** A submission as stored, or running if it is (the store learns that with its first result). */
+  #withRunning(submission: Submission | undefined): Submission | undefined {
+    if (submission?.state !== 'pending') return submission;
+    const running = this.#running.get(submission.notebookId);
+    if (running?.submissionId !== submission.id) return submission;
+    return { ...submission, state: 'running', startedAt: running.startedAt };
   }
 
   /** The submission once it is final, or as it is after `waitSeconds`. */
@@ -144,12 +154,12 @@ export class Engine {
       if ((event as SubmissionEvent).type === 'submission.finished') wake();
     });
     try {
-      const current = await this.#store.getSubmission(id);
+      const current = this.#withRunning(await this.#store.getSubmission(id));
       if (!current || FINAL_STATES.has(current.state) || waitSeconds <= 0) return current;
       const timer = setTimeout(wake, waitSeconds * 1000);
       await finished;
       clearTimeout(timer);
-      return await this.#store.getSubmission(id);
+      return this.#withRunning(await this.#store.getSubmission(id));
     } finally {
       unsubscribe();
     }
@@ -215,14 +225,18 @@ export class Engine {
     const submission = await this.#store.getSubmission(task.id);
     if (!submission || FINAL_STATES.has(submission.state)) return;
     const log = this.#log.child({ submissionId: submission.id, notebookId: submission.notebookId });
-    const running: Running = { submissionId: submission.id, stopReason: this.#closing };
+    const running: Running = {
+      submissionId: submission.id,
+      startedAt: new Date().toISOString(),
+      stopReason: this.#closing,
+    };
     this.#running.set(submission.notebookId, running);
     this.#logs.set(submission.id, []);
     let state: SubmissionState = 'success';
     let reason: string | null = null;
     let seq = 0;
+    let finished = false;
     try {
-      await this.#store.markRunning(submission.id, new Date().toISOString());
       for (const cell of submission.cells) {
         if (running.stopReason) {
           state = 'cancelled';
@@ -231,7 +245,13 @@ export class Engine {
         }
         const index = seq++;
         const result = await this.#runCell(submission, cell, running, index);
-        await this.#store.addResult(submission.id, index, result);
+        if (result.type === 'critical') state = 'failed';
+        else if (result.type === 'error' && state === 'success') state = 'error';
+        const stops = result.type !== 'output' && submission.stopOnError;
+        // The last cell's result and the final state are one commit (the hot path: one cell).
+        finished = (stops || index === submission.cells.length - 1) && !running.stopReason;
+        const finish = finished ? { state, at: new Date().toISOString(), reason } : undefined;
+        await this.#store.addResult(submission.id, index, result, { startedAt: running.startedAt, finish });
         this.#emit(submission.notebookId, {
           type: 'cell.finished',
           id: finishedId(index),
@@ -239,11 +259,10 @@ export class Engine {
           cellId: cell.cellId,
           result,
         });
-        if (result.type === 'critical') state = 'failed';
-        else if (result.type === 'error' && state === 'success') state = 'error';
-        if (result.type !== 'output' && submission.stopOnError) break;
+        if (stops) break;
       }
-      if (running.stopReason && state !== 'cancelled') {
+      // A reset after the final state was written changes nothing: that submission had ended.
+      if (!finished && running.stopReason && state !== 'cancelled') {
         state = 'cancelled';
         reason = running.stopReason;
       }
@@ -252,10 +271,11 @@ export class Engine {
       log.error({ err }, 'submission failed');
       state = 'failed';
       reason = `internal error: ${(err as Error).message}`;
+      finished = false;
     } finally {
       this.#running.delete(submission.notebookId);
     }
-    await this.#store.finishSubmission(submission.id, state, new Date().toISOString(), reason);
+    if (!finished) await this.#store.finishSubmission(submission.id, state, new Date().toISOString(), reason);
     this.#announceFinished(submission.notebookId, submission.id, state, seq);
   }
 
@@ -403,6 +423,7 @@ export class Engine {
         submission.id,
         submission.results.length,
         criticalResult(cell.cellId, cell.language, text, false),
+        { startedAt: submission.startedAt ?? now },
       );
       await this.#store.finishSubmission(submission.id, 'failed', now, why);
       this.#announceFinished(submission.notebookId, submission.id, 'failed', submission.results.length + 1);

@@ -8,6 +8,7 @@ import type {
   Job,
   JobQuery,
   NewSubmission,
+  ResultProgress,
   Store,
   StoredDocument,
   Submission,
@@ -60,20 +61,28 @@ export class KyselyStore implements Store {
     return row && this.#withResults(row);
   }
 
-  async markRunning(id: string, at: string): Promise<void> {
-    await this.db
-      .updateTable('submissions')
-      .set({ state: 'running', started_at: at })
-      .where('id', '=', id)
-      .where('state', '=', 'pending')
-      .execute();
-  }
-
-  async addResult(submissionId: string, seq: number, result: CellResult): Promise<void> {
-    await this.db
-      .insertInto('results')
-      .values({ submission_id: submissionId, seq, cell_id: result.cellId, body: JSON.stringify(result) })
-      .execute();
+  async addResult(
+    submissionId: string,
+    seq: number,
+    result: CellResult,
+    { startedAt, finish }: ResultProgress,
+  ): Promise<void> {
+    await this.db.transaction().execute(async (tx) => {
+      await tx
+        .insertInto('results')
+        .values({ submission_id: submissionId, seq, cell_id: result.cellId, body: JSON.stringify(result) })
+        .execute();
+      await tx
+        .updateTable('submissions')
+        .set((eb) => ({
+          started_at: eb.fn.coalesce('started_at', eb.val(startedAt)),
+          ...(finish
+            ? { state: finish.state, finished_at: finish.at, reason: finish.reason }
+            : { state: 'running' }),
+        }))
+        .where('id', '=', submissionId)
+        .execute();
+    });
   }
 
   async finishSubmission(

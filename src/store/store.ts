@@ -52,6 +52,12 @@ export interface CellResult {
   durationMs: number;
 }
 
+/** What a result's commit also records of its submission (see Store.addResult). */
+export interface ResultProgress {
+  startedAt: string;
+  finish?: { state: SubmissionState; at: string; reason: string | null };
+}
+
 export interface NewSubmission {
   id: string;
   notebookId: string;
@@ -159,12 +165,13 @@ export interface Store {
   /** Records the submission as pending, and its notebook as seen. */
   createSubmission(submission: NewSubmission): Promise<void>;
   getSubmission(id: string): Promise<Submission | undefined>;
-  markRunning(id: string, at: string): Promise<void>;
   /**
    * Records result number `seq` (0, 1, ...) of a submission. One runner owns a submission, so
    * seq is simply its count of results so far; a duplicate seq is an error, never an overwrite.
+   * The same commit marks the submission running since `startedAt` (its start is not written
+   * on its own: the engine knows what runs) or, with `finish`, gives it its final state.
    */
-  addResult(submissionId: string, seq: number, result: CellResult): Promise<void>;
+  addResult(submissionId: string, seq: number, result: CellResult, progress: ResultProgress): Promise<void>;
   finishSubmission(id: string, state: SubmissionState, at: string, reason: string | null): Promise<void>;
   /** Submissions not in a final state (pending or running), oldest first. */
   listUnfinished(): Promise<Submission[]>;

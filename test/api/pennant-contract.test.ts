@@ -144,6 +144,20 @@ describe('Pennant API', () => {
     expect((await finalStatus(app, id)).status).toBe('success');
   });
 
+  it('says a submission is running from its first cell on, before any result is stored', async () => {
+    const id = await submit(app, {
+      notebookId: notebookId(),
+      cells: [{ cellId: 'a', code: 'import time; time.sleep(1.5)' }],
+    });
+    let body;
+    const deadline = Date.now() + 10_000;
+    do {
+      body = (await app.inject(`/api/status/${id}?wait=0.1`)).json();
+    } while (body.state === 'pending' && Date.now() < deadline);
+    expect(body).toMatchObject({ status: 'pending', state: 'running', results: [] });
+    expect((await finalStatus(app, id)).state).toBe('success');
+  });
+
   it('?wait answers as soon as the submission is final', async () => {
     const id = await submit(app, {
       notebookId: notebookId(),

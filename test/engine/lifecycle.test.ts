@@ -99,13 +99,14 @@ describe('durability', () => {
       stopOnError: true,
       createdAt: at,
     });
-    await store.markRunning('crashed-running', at);
     const { criticalResult } = await import('../../src/engine/cell-result.ts');
-    await store.addResult('crashed-running', 0, {
-      ...criticalResult('a', 'python', 'x', true),
-      type: 'output',
-      output: '1',
-    });
+    // Its first result marks it running (as the engine writes it).
+    await store.addResult(
+      'crashed-running',
+      0,
+      { ...criticalResult('a', 'python', 'x', true), type: 'output', output: '1' },
+      { startedAt: at },
+    );
     await store.createSubmission({
       id: 'crashed-pending',
       notebookId: 'nb',

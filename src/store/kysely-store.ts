@@ -2,7 +2,7 @@
  * The Store queries, written once over Kysely so that every SQL backend shares them.
  * Backends only build the Kysely instance (see SqliteStore).
  */
-import { Kysely, Migrator, type MigrationProvider, type Selectable } from 'kysely';
+import { Kysely, Migrator, type MigrationProvider, type Selectable, type Transaction } from 'kysely';
 import type {
   CellResult,
   Job,
@@ -18,8 +18,12 @@ import { migrations, type Database } from './schema.ts';
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };
 
+type Write = (tx: Transaction<Database>) => Promise<void>;
+
 export class KyselyStore implements Store {
   protected readonly db: Kysely<Database>;
+  /** Writes waiting for the next group commit (see #write). */
+  readonly #batch: { apply: Write; resolve: () => void; reject: (err: unknown) => void }[] = [];
   #closed: Promise<void> | undefined;
 
   constructor(db: Kysely<Database>) {
@@ -31,8 +35,8 @@ export class KyselyStore implements Store {
     if (error) throw error;
   }
 
-  async createSubmission(s: NewSubmission): Promise<void> {
-    await this.db.transaction().execute(async (tx) => {
+  createSubmission(s: NewSubmission): Promise<void> {
+    return this.#write(async (tx) => {
       await tx
         .insertInto('notebooks')
         .values({ id: s.notebookId, created_at: s.createdAt })
@@ -56,6 +60,35 @@ export class KyselyStore implements Store {
     });
   }
 
+  /**
+   * Group commit: the writes asked for in one turn of the event loop (many notebooks' results
+   * at once) share one transaction, so one fsync; each resolves only once it is committed. If
+   * the batch fails, each write is retried alone, so one bad write fails only itself.
+   */
+  #write(apply: Write): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.#batch.push({ apply, resolve, reject });
+      if (this.#batch.length === 1) setImmediate(() => void this.#flush());
+    });
+  }
+
+  async #flush(): Promise<void> {
+    const batch = this.#batch.splice(0);
+    try {
+      await this.db.transaction().execute(async (tx) => {
+        for (const write of batch) await write.apply(tx);
+      });
+      for (const write of batch) write.resolve();
+    } catch {
+      for (const write of batch) {
+        await this.db
+          .transaction()
+          .execute((tx) => write.apply(tx))
+          .then(write.resolve, write.reject);
+      }
+    }
+  }
+
   async getSubmission(id: string): Promise<Submission | undefined> {
     const row = await this.db.selectFrom('submissions').selectAll().where('id', '=', id).executeTakeFirst();
     return row && this.#withResults(row);
@@ -67,7 +100,7 @@ export class KyselyStore implements Store {
     result: CellResult,
     { startedAt, finish }: ResultProgress,
   ): Promise<void> {
-    await this.db.transaction().execute(async (tx) => {
+    await this.#write(async (tx) => {
       await tx
         .insertInto('results')
         .values({ submission_id: submissionId, seq, cell_id: result.cellId, body: JSON.stringify(result) })
@@ -91,11 +124,13 @@ export class KyselyStore implements Store {
     at: string,
     reason: string | null,
   ): Promise<void> {
-    await this.db
-      .updateTable('submissions')
-      .set({ state, finished_at: at, reason })
-      .where('id', '=', id)
-      .execute();
+    await this.#write(async (tx) => {
+      await tx
+        .updateTable('submissions')
+        .set({ state, finished_at: at, reason })
+        .where('id', '=', id)
+        .execute();
+    });
   }
 
   async listUnfinished(): Promise<Submission[]> {

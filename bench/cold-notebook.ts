@@ -10,7 +10,7 @@
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../src/app.ts';
 import { loadConfig } from '../src/config.ts';
-import { benchDir } from './fixtures.ts';
+import { benchDir, listenOnLoopback, timedCell } from './fixtures.ts';
 
 const ROUNDS = Number(process.argv[2] ?? 50);
 const PAUSE_MS = 600;
@@ -25,26 +25,10 @@ async function server(kernelPool: string[], sandboxUidBase: number) {
       maxKernels: 8,
     }),
   );
-  await app.listen({ host: '127.0.0.1', port: 0 });
-  const address = app.server.address();
-  const port = typeof address === 'object' && address ? address.port : 0;
-  return { app, base: `http://127.0.0.1:${port}` };
+  return { app, base: await listenOnLoopback(app) };
 }
 
-async function firstCell(base: string, notebookId: string): Promise<number> {
-  const t = performance.now();
-  const res = await fetch(`${base}/api/submit`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ notebookId, cells: [{ cellId: 'c', code: 'print(1)' }] }),
-  });
-  const { submissionId } = (await res.json()) as { submissionId: string };
-  const status = (await (await fetch(`${base}/api/status/${submissionId}?wait=30`)).json()) as {
-    status: string;
-  };
-  if (status.status !== 'success') throw new Error(`cell failed: ${JSON.stringify(status)}`);
-  return performance.now() - t;
-}
+const firstCell = (base: string, notebookId: string) => timedCell(base, notebookId, 'print(1)');
 
 async function poolFull(app: FastifyInstance): Promise<void> {
   while ((await app.inject('/healthz')).json().pooledKernels < 1) await new Promise((r) => setTimeout(r, 5));

@@ -10,7 +10,7 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { buildApp } from '../src/app.ts';
 import { loadConfig } from '../src/config.ts';
-import { benchDir } from './fixtures.ts';
+import { benchDir, listenOnLoopback, timedCell } from './fixtures.ts';
 
 const COUNTS = (process.argv[2] ?? '10,100,500').split(',').map(Number);
 const WARM_CELLS = Number(process.argv[3] ?? 200);
@@ -27,24 +27,9 @@ const app = await buildApp(
     cullIdleSeconds: 0,
   }),
 );
-await app.listen({ host: '127.0.0.1', port: 0 });
-const address = app.server.address();
-const base = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
+const base = await listenOnLoopback(app);
 
-async function cell(notebookId: string, code: string): Promise<number> {
-  const t = performance.now();
-  const res = await fetch(`${base}/api/submit`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ notebookId, cells: [{ cellId: 'c', code }] }),
-  });
-  const { submissionId } = (await res.json()) as { submissionId: string };
-  const status = (await (await fetch(`${base}/api/status/${submissionId}?wait=30`)).json()) as {
-    status: string;
-  };
-  if (status.status !== 'success') throw new Error(`${notebookId}: ${JSON.stringify(status)}`);
-  return performance.now() - t;
-}
+const cell = (notebookId: string, code: string) => timedCell(base, notebookId, code);
 
 /** PSS (kB) of every process run by the sandbox uids, and how many processes that is. */
 function sandboxPss(): { kb: number; processes: number } {

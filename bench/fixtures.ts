@@ -3,7 +3,7 @@ import { chmodSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
-import type { FastifyBaseLogger } from 'fastify';
+import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import { Kernel } from '../src/kernels/kernel.ts';
 import { PythonDriver } from '../src/kernels/python/python-driver.ts';
 import type { Sandbox } from '../src/sandbox/sandbox.ts';
@@ -42,4 +42,27 @@ export function startPythonKernel(sandbox: Sandbox, notebookId: string, workspac
     network: false,
     log,
   });
+}
+
+/** Listens on a free loopback port; the base URL. */
+export async function listenOnLoopback(app: FastifyInstance): Promise<string> {
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const address = app.server.address();
+  return `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
+}
+
+/** One cell through runcell's Pennant path (POST submit + long-poll status): its milliseconds. */
+export async function timedCell(base: string, notebookId: string, code: string): Promise<number> {
+  const t = performance.now();
+  const res = await fetch(`${base}/api/submit`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ notebookId, cells: [{ cellId: 'c', code }] }),
+  });
+  const { submissionId } = (await res.json()) as { submissionId: string };
+  const status = (await (await fetch(`${base}/api/status/${submissionId}?wait=30`)).json()) as {
+    status: string;
+  };
+  if (status.status !== 'success') throw new Error(`${notebookId}: cell failed: ${JSON.stringify(status)}`);
+  return performance.now() - t;
 }

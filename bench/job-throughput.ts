@@ -14,7 +14,7 @@ import { loadConfig } from '../src/config.ts';
 import { KERNEL_ENV } from '../src/kernels/kernel-driver.ts';
 import { BwrapSandbox } from '../src/sandbox/bwrap-sandbox.ts';
 import type { SandboxSpec } from '../src/sandbox/sandbox.ts';
-import { benchDir, log } from './fixtures.ts';
+import { benchDir, listenOnLoopback, log } from './fixtures.ts';
 
 const RUNS = Number(process.argv[2] ?? 500);
 const CONCURRENCY = [2, 4];
@@ -34,10 +34,7 @@ async function server(jobConcurrency: number) {
     jobQueueSize: 1000,
   });
   const app = await buildApp(config);
-  await app.listen({ host: '127.0.0.1', port: 0 });
-  const address = app.server.address();
-  const port = typeof address === 'object' && address ? address.port : 0;
-  return { app, config, base: `http://127.0.0.1:${port}` };
+  return { app, config, base: await listenOnLoopback(app) };
 }
 
 const sandbox = new BwrapSandbox({

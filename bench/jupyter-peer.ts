@@ -18,17 +18,14 @@ import WebSocket from 'ws';
 import { buildApp } from '../src/app.ts';
 import { loadConfig } from '../src/config.ts';
 import { BwrapSandbox } from '../src/sandbox/bwrap-sandbox.ts';
-import { benchDir, log, startPythonKernel } from './fixtures.ts';
+import { benchDir, listenOnLoopback, log, startPythonKernel, timedCell } from './fixtures.ts';
 import { JupyterServer } from './jupyter-server.ts';
 
 const CELLS = Number(process.argv[2] ?? 1000);
 const NOTEBOOKS = Number(process.argv[3] ?? 50);
 const dataDir = benchDir();
 const app = await buildApp(loadConfig({}, [], { dataDir, logLevel: 'silent', sandboxUidBase: 65200 }));
-await app.listen({ host: '127.0.0.1', port: 0 });
-const address = app.server.address();
-const port = typeof address === 'object' && address ? address.port : 0;
-const base = `http://127.0.0.1:${port}`;
+const base = await listenOnLoopback(app);
 const sandbox = new BwrapSandbox({ uidBase: 65290, uidCount: 2, instance: 'bench-peer', log });
 await sandbox.init();
 const [stock, nodelay] = await Promise.all([
@@ -36,22 +33,9 @@ const [stock, nodelay] = await Promise.all([
   JupyterServer.start({ nodelay: true }),
 ]);
 
-async function viaHttp(notebookId: string, code: string): Promise<number> {
-  const t = performance.now();
-  const res = await fetch(`${base}/api/submit`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ notebookId, cells: [{ cellId: 'c', code }] }),
-  });
-  const { submissionId } = (await res.json()) as { submissionId: string };
-  const status = (await (await fetch(`${base}/api/status/${submissionId}?wait=30`)).json()) as {
-    status: string;
-  };
-  if (status.status !== 'success') throw new Error(`cell failed: ${JSON.stringify(status)}`);
-  return performance.now() - t;
-}
+const viaHttp = (notebookId: string, code: string) => timedCell(base, notebookId, code);
 
-const socket = new WebSocket(`ws://127.0.0.1:${port}/api/v1/notebooks/bench-ws/ws`);
+const socket = new WebSocket(`${base.replace('http', 'ws')}/api/v1/notebooks/bench-ws/ws`);
 await new Promise((resolve) => socket.once('open', resolve));
 let onFinished: (() => void) | undefined;
 socket.on('message', (data) => {

@@ -16,7 +16,7 @@ import { buildApp } from '../src/app.ts';
 import { loadConfig } from '../src/config.ts';
 import type { Kernel } from '../src/kernels/kernel.ts';
 import { BwrapSandbox } from '../src/sandbox/bwrap-sandbox.ts';
-import { benchDir, log, startPythonKernel } from './fixtures.ts';
+import { benchDir, listenOnLoopback, log, startPythonKernel } from './fixtures.ts';
 
 const NOTEBOOKS = Number(process.argv[2] ?? 100);
 const CELLS = Number(process.argv[3] ?? 20);
@@ -33,9 +33,7 @@ const config = loadConfig({}, [], {
   kernelPool: [],
 });
 const app = await buildApp(config);
-await app.listen({ host: '127.0.0.1', port: 0 });
-const address = app.server.address();
-const base = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
+const base = await listenOnLoopback(app);
 
 interface Status {
   status: string;

@@ -8,16 +8,14 @@
 import { spawn } from 'node:child_process';
 import { buildApp } from '../src/app.ts';
 import { loadConfig } from '../src/config.ts';
-import { benchDir } from './fixtures.ts';
+import { benchDir, listenOnLoopback } from './fixtures.ts';
 
 const ROUNDS = Number(process.argv[2] ?? 30);
 const dataDir = benchDir();
 const app = await buildApp(
   loadConfig({}, [], { dataDir, logLevel: 'silent', maxOutputBytes: 256 << 20, sandboxUidBase: 64200 }),
 );
-await app.listen({ host: '127.0.0.1', port: 0 });
-const address = app.server.address();
-const base = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
+const base = await listenOnLoopback(app);
 const nowNs = () => BigInt(Math.round((performance.timeOrigin + performance.now()) * 1e6));
 
 async function submit(code: string): Promise<string> {

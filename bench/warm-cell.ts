@@ -11,32 +11,16 @@ import WebSocket from 'ws';
 import { buildApp } from '../src/app.ts';
 import { loadConfig } from '../src/config.ts';
 import { BwrapSandbox } from '../src/sandbox/bwrap-sandbox.ts';
-import { benchDir, log, startPythonKernel } from './fixtures.ts';
+import { benchDir, listenOnLoopback, log, startPythonKernel, timedCell } from './fixtures.ts';
 
 const CELLS = Number(process.argv[2] ?? 500);
 const dataDir = benchDir();
 const app = await buildApp(loadConfig({}, [], { dataDir, logLevel: 'silent', sandboxUidBase: 64300 }));
-await app.listen({ host: '127.0.0.1', port: 0 });
-const address = app.server.address();
-const port = typeof address === 'object' && address ? address.port : 0;
-const base = `http://127.0.0.1:${port}`;
+const base = await listenOnLoopback(app);
 
-async function viaHttp(code: string): Promise<number> {
-  const t = performance.now();
-  const res = await fetch(`${base}/api/submit`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ notebookId: 'bench-http', cells: [{ cellId: 'c', code }] }),
-  });
-  const { submissionId } = (await res.json()) as { submissionId: string };
-  const status = (await (await fetch(`${base}/api/status/${submissionId}?wait=30`)).json()) as {
-    status: string;
-  };
-  if (status.status !== 'success') throw new Error(`cell failed: ${JSON.stringify(status)}`);
-  return performance.now() - t;
-}
+const viaHttp = (code: string) => timedCell(base, 'bench-http', code);
 
-const socket = new WebSocket(`ws://127.0.0.1:${port}/api/v1/notebooks/bench-ws/ws`);
+const socket = new WebSocket(`${base.replace('http', 'ws')}/api/v1/notebooks/bench-ws/ws`);
 await new Promise((resolve) => socket.once('open', resolve));
 let onFinished: (() => void) | undefined;
 socket.on('message', (data) => {

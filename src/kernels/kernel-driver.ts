@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import type { Language } from '../engine/languages.ts';
 
 /** How to start one language's built-in kernel inside a sandbox. */
@@ -44,12 +43,3 @@ export const KERNEL_ENV: Readonly<Record<string, string>> = {
   // kernel's address-space cap that would waste most of it.
   MALLOC_ARENA_MAX: '2',
 };
-
-/**
- * A Node kernel's whole program for `node -e`: the shared event framing (event-frames.mjs), then
- * the driver. One module, so the sandbox needs no view of the server's files.
- */
-export function nodeKernelSource(driver: URL): string {
-  const frames = readFileSync(new URL('./event-frames.mjs', import.meta.url), 'utf8');
-  return `${frames}\n${readFileSync(driver, 'utf8')}`;
-}

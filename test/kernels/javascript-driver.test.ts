@@ -1,10 +1,9 @@
 import { describe, it, expect, afterEach } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
-import { nodeKernelSource } from '../../src/kernels/kernel-driver.ts';
 import {
   encodeFrame,
   FrameDecoder,
@@ -12,7 +11,7 @@ import {
   type KernelRequest,
 } from '../../src/kernels/protocol.ts';
 
-const source = nodeKernelSource(new URL('../../src/kernels/javascript/driver.mjs', import.meta.url));
+const source = readFileSync(new URL('../../src/kernels/javascript/driver.mjs', import.meta.url), 'utf8');
 
 type ResultEvent = Extract<KernelEvent, { type: 'result' }>;
 type StreamEvent = Extract<KernelEvent, { type: 'stream' }>;

@@ -22,6 +22,10 @@ import { createRequire } from 'node:module';
 import { Session } from 'node:inspector';
 import { Worker } from 'node:worker_threads';
 
+const REQUEST_FD = 3;
+const EVENT_FD = 4;
+const MAX_FRAME_BYTES = 64 * 1024 * 1024;
+
 /** Object group of the remote objects a cell's evaluation creates; released after each cell. */
 const CELL_GROUP = 'runcell-cell';
 /** Stream text is coalesced into one frame until it reaches this size or age. */
@@ -51,10 +55,31 @@ const INSPECT_OPTIONS = { showProxy: true };
 const DRIVER_URL = import.meta.url;
 
 // ---------------------------------------------------------------------------------------------
-// Events out (fd 4): writeFrame and the stream batch are in event-frames.mjs.
+// Events out (fd 4)
 
-function channelGone() {
-  process.exit(1);
+let dead = false;
+const sleepCell = new Int32Array(new SharedArrayBuffer(4));
+
+function writeFrame(message) {
+  if (dead) return;
+  const body = bufferFrom(stringify(message), 'utf8');
+  const frame = Buffer.allocUnsafe(4 + body.length);
+  frame.writeUInt32BE(body.length, 0);
+  body.copy(frame, 4);
+  let offset = 0;
+  while (offset < frame.length) {
+    try {
+      offset += writeSync(EVENT_FD, frame, offset, frame.length - offset);
+    } catch (error) {
+      if (error && error.code === 'EAGAIN') {
+        Atomics.wait(sleepCell, 0, 0, 1);
+        continue;
+      }
+      // The server is gone (EPIPE, EBADF, ...): nothing left to report to.
+      dead = true;
+      process.exit(1);
+    }
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -62,6 +87,32 @@ function channelGone() {
 
 /** The running cell: { id, max, bytes, dropped, done, objects }. */
 let current = null;
+/** Stream text not yet sent: { cell, name, parts, size, since }. */
+let pending = null;
+let flushScheduled = false;
+
+function flushPending() {
+  const p = pending;
+  pending = null;
+  if (p === null) return;
+  const text = p.parts.length === 1 ? p.parts[0] : p.parts.join('');
+  // Keep every frame far below MAX_FRAME_BYTES (a UTF-16 unit is at most 3 UTF-8 bytes).
+  const step = Math.floor(MAX_FRAME_BYTES / 8);
+  for (let start = 0; start < text.length;) {
+    let end = Math.min(text.length, start + step);
+    if (end < text.length) {
+      const code = text.charCodeAt(end - 1);
+      if (code >= 0xd800 && code <= 0xdbff) end -= 1; // do not split a surrogate pair
+    }
+    writeFrame({ type: 'stream', id: p.cell.id, name: p.name, text: text.slice(start, end) });
+    start = end;
+  }
+}
+
+function scheduledFlush() {
+  flushScheduled = false;
+  flushPending();
+}
 
 function toText(chunk, encoding) {
   if (typeof chunk === 'string') {

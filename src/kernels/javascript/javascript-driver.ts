@@ -1,7 +1,8 @@
-import { nodeKernelSource, type KernelDriver } from '../kernel-driver.ts';
+import { readFileSync } from 'node:fs';
+import type { KernelDriver } from '../kernel-driver.ts';
 
 // Passed with -e: the sandbox needs no view of the server's files.
-const SOURCE = nodeKernelSource(new URL('./driver.mjs', import.meta.url));
+const SOURCE = readFileSync(new URL('./driver.mjs', import.meta.url), 'utf8');
 
 export class JavascriptDriver implements KernelDriver {
   readonly language: 'javascript' | 'typescript' = 'javascript';

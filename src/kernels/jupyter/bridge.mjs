@@ -19,6 +19,9 @@ import net from 'node:net';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 
+const REQUEST_FD = 3;
+const EVENT_FD = 4;
+const MAX_FRAME_BYTES = 64 * 1024 * 1024;
 /** Stream text is coalesced into one frame until it reaches this size (or the loop turns). */
 const FLUSH_BYTES = 64 * 1024;
 /** Bounds on what a result carries besides the cell's output budget (as the Python driver). */
@@ -39,9 +42,29 @@ const zmq = zmqModule.default ?? zmqModule;
 // ---------------------------------------------------------------------------------------------
 // Events out (fd 4)
 
-/** writeFrame's end: the server is gone (writeFrame and the stream batch: event-frames.mjs). */
-function channelGone() {
-  shutdown(1);
+const sleepCell = new Int32Array(new SharedArrayBuffer(4));
+let dead = false;
+
+function writeFrame(message) {
+  if (dead) return;
+  const body = Buffer.from(JSON.stringify(message), 'utf8');
+  const frame = Buffer.allocUnsafe(4 + body.length);
+  frame.writeUInt32BE(body.length, 0);
+  body.copy(frame, 4);
+  let offset = 0;
+  while (offset < frame.length) {
+    try {
+      offset += fs.writeSync(EVENT_FD, frame, offset, frame.length - offset);
+    } catch (error) {
+      if (error && error.code === 'EAGAIN') {
+        Atomics.wait(sleepCell, 0, 0, 1);
+        continue;
+      }
+      dead = true; // the server is gone
+      shutdown(1);
+      return;
+    }
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -216,6 +239,32 @@ function checkReady() {
 /** The running cell, see run(). */
 let current = null;
 const queue = [];
+/** Stream text not yet sent: { cell, name, parts, size }. */
+let pending = null;
+let flushScheduled = false;
+
+function flushPending() {
+  const p = pending;
+  pending = null;
+  if (p === null) return;
+  const text = p.parts.length === 1 ? p.parts[0] : p.parts.join('');
+  // Keep every frame far below MAX_FRAME_BYTES (a UTF-16 unit is at most 3 UTF-8 bytes).
+  const step = Math.floor(MAX_FRAME_BYTES / 8);
+  for (let start = 0; start < text.length;) {
+    let end = Math.min(text.length, start + step);
+    if (end < text.length) {
+      const code = text.charCodeAt(end - 1);
+      if (code >= 0xd800 && code <= 0xdbff) end -= 1; // do not split a surrogate pair
+    }
+    writeFrame({ type: 'stream', id: p.cell.id, name: p.name, text: text.slice(start, end) });
+    start = end;
+  }
+}
+
+function scheduledFlush() {
+  flushScheduled = false;
+  flushPending();
+}
 
 /** Takes `size` bytes out of the cell's budget if they fit, else counts them as dropped. */
 function take(cell, size) {

@@ -1,11 +1,11 @@
-import { existsSync, realpathSync } from 'node:fs';
+import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import { nodeKernelSource, type KernelDriver } from '../kernel-driver.ts';
+import type { KernelDriver } from '../kernel-driver.ts';
 import type { Kernelspec } from './kernelspecs.ts';
 
 // Passed with -e: the sandbox needs no view of the server's files beyond zeromq's package.
-const SOURCE = nodeKernelSource(new URL('./bridge.mjs', import.meta.url));
+const SOURCE = readFileSync(new URL('./bridge.mjs', import.meta.url), 'utf8');
 
 /** A kernelspec's kernel, started next to the bridge (bridge.mjs) in one sandbox. */
 export class JupyterDriver implements KernelDriver {

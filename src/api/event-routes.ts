@@ -6,10 +6,10 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import type { Engine } from '../engine/engine.ts';
-import { parseEventId } from '../engine/submission-events.ts';
+import { parseEventId, type SubmissionEvent } from '../engine/submission-events.ts';
 import { RuncellError } from '../errors.ts';
 import { errorResponses } from './schemas.ts';
-import { lastEventId, openEventStream } from './sse.ts';
+import { followAtClientPace, lastEventId, openEventStream } from './sse.ts';
 
 export function eventRoutes(engine: Engine) {
   return async function (app: FastifyInstance) {
@@ -22,7 +22,7 @@ export function eventRoutes(engine: Engine) {
             'Server-Sent Events of a submission: cell.started, cell.stream, cell.finished, submission.finished',
           description:
             'Each event has an id; reconnect with the Last-Event-ID header (or ?lastEventId=) to resume after it. ' +
-            'The stream ends after submission.finished. An `overflow` event means the client fell behind: reconnect.',
+            'The stream ends after submission.finished. A client that reads slowly is sent events at its own pace.',
           params: Type.Object({ submissionId: Type.String({ maxLength: 128 }) }),
           querystring: Type.Object({ lastEventId: Type.Optional(Type.String({ maxLength: 32 })) }),
           response: { 200: { description: 'text/event-stream', type: 'string' }, ...errorResponses },
@@ -41,11 +41,16 @@ export function eventRoutes(engine: Engine) {
           throw new RuncellError('SUBMISSION_NOT_FOUND', `no submission has id ${submissionId}`);
         }
         const stream = openEventStream(reply);
-        const unsubscribe = await engine.subscribe(submissionId, lastId, (event) => {
-          stream.send(event.id, event.type, event);
-          if (event.type === 'submission.finished') stream.end();
-        });
-        stream.onEnd(() => unsubscribe?.());
+        await followAtClientPace(
+          stream,
+          lastId,
+          (after, onEvent) => engine.subscribe(submissionId, after, onEvent),
+          (event: SubmissionEvent) => {
+            stream.send(event.id, event.type, event);
+            if (event.type === 'submission.finished') stream.end();
+            return event.id;
+          },
+        );
       },
     );
   };

@@ -11,7 +11,7 @@ import type { Engine } from '../engine/engine.ts';
 import type { FeedEvent, NotebookFeed } from '../engine/notebook-feed.ts';
 import { RuncellError } from '../errors.ts';
 import { errorResponses, Id, SubmitBody } from './schemas.ts';
-import { lastEventId, openEventStream } from './sse.ts';
+import { followAtClientPace, lastEventId, openEventStream } from './sse.ts';
 
 const MAX_WS_BUFFERED_BYTES = 1 << 20;
 
@@ -43,14 +43,18 @@ export function notebookStreamRoutes(engine: Engine, feed: NotebookFeed) {
         const { notebookId } = req.params;
         const last = parseSeq(lastEventId(req.headers, req.query.lastEventId));
         const stream = openEventStream(reply);
-        const stop = feed.follow(
-          notebookId,
-          last,
-          (event) => stream.send(event.seq, event.type, event),
-          () =>
-            stream.send(0, 'resync', { notebookId, reason: 'events after the given id are no longer kept' }),
+        await followAtClientPace(
+          stream,
+          String(last),
+          (after, onEvent) =>
+            feed.follow(notebookId, Number(after), onEvent, () =>
+              stream.send(0, 'resync', { notebookId, reason: 'events after the given id are no longer kept' }),
+            ),
+          (event: FeedEvent) => {
+            stream.send(event.seq, event.type, event);
+            return String(event.seq);
+          },
         );
-        stream.onEnd(stop);
       },
     );
 

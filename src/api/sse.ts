@@ -1,7 +1,7 @@
 /**
  * A Server-Sent Events response: headers (with those hooks set, e.g. CORS), framed events, a
- * heartbeat, and a cap on what may wait in the socket's buffer: a client that falls that far
- * behind gets an `overflow` event naming the last id it was sent and is disconnected, to resume.
+ * heartbeat, and a bound on what may wait in the socket's buffer: `followAtClientPace` stops
+ * sending to a client that far behind and goes on from its source's log once the socket drains.
  */
 import type { FastifyReply } from 'fastify';
 
@@ -12,6 +12,10 @@ export interface EventStream {
   send(id: string | number, type: string, data: unknown): void;
   end(): void;
   readonly ended: boolean;
+  /** More than MAX_BUFFERED_BYTES wait to be sent. */
+  readonly backedUp: boolean;
+  /** Called once when the socket's buffer has been sent. */
+  onDrain(fn: () => void): void;
   /** Called once when the stream ends, whoever ends it. */
   onEnd(fn: () => void): void;
 }
@@ -33,13 +37,15 @@ export function openEventStream(reply: FastifyReply): EventStream {
     get ended() {
       return ended;
     },
+    get backedUp() {
+      return raw.writableLength > MAX_BUFFERED_BYTES;
+    },
     send(id, type, data) {
       if (ended) return;
       raw.write(`id: ${id}\nevent: ${type}\ndata: ${JSON.stringify(data)}\n\n`);
-      if (raw.writableLength > MAX_BUFFERED_BYTES) {
-        raw.write(`event: overflow\ndata: ${JSON.stringify({ lastEventId: String(id) })}\n\n`);
-        stream.end();
-      }
+    },
+    onDrain(fn) {
+      raw.once('drain', fn);
     },
     end() {
       if (ended) return;
@@ -55,6 +61,48 @@ export function openEventStream(reply: FastifyReply): EventStream {
   };
   raw.on('close', () => stream.end());
   return stream;
+}
+
+/** Follows a source from the event after `after`; the returned function stops (undefined: no such source). */
+export type Follow<E> = (
+  after: string | undefined,
+  onEvent: (event: E) => void,
+) => Promise<(() => void) | undefined> | (() => void);
+
+/**
+ * Sends what `follow` delivers, at the client's pace. `send` writes one event and returns its id.
+ * When the client falls MAX_BUFFERED_BYTES behind, this stops following and, once the socket has
+ * drained, follows again after the last id sent: the source replays from its log what came in
+ * between. A slow reader is neither dropped nor makes the server buffer without bound. Resolves
+ * to false when the source does not exist.
+ */
+export async function followAtClientPace<E>(
+  stream: EventStream,
+  after: string | undefined,
+  follow: Follow<E>,
+  send: (event: E) => string,
+): Promise<boolean> {
+  let last = after;
+  let stop: (() => void) | undefined; // the current round's, while it follows
+  stream.onEnd(() => stop?.());
+  const round = async (): Promise<boolean> => {
+    let paused = false;
+    let current: (() => void) | undefined; // unset while `follow` replays its log
+    current = await follow(last, (event) => {
+      if (paused || stream.ended) return;
+      last = send(event);
+      if (!stream.backedUp || stream.ended) return;
+      paused = true;
+      current?.();
+      stop = undefined;
+      stream.onDrain(() => void round());
+    });
+    if (!current) return false;
+    if (paused || stream.ended) current();
+    else stop = current;
+    return true;
+  };
+  return round();
 }
 
 /** The Last-Event-ID a reconnecting client sent (header, or ?lastEventId= for clients that cannot). */

@@ -1,4 +1,5 @@
 /** Server-Sent Events of a submission, over a real socket. */
+import http from 'node:http';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { finalStatus, notebookId, startApp, submit } from '../helpers.ts';
@@ -135,6 +136,56 @@ describe('GET /api/v1/submissions/:id/events', () => {
       'submission.finished',
     ]);
     expect(events[2]!.data).toMatchObject({ cellId: 'd', data: { 'text/html': '<i>h</i>' } });
+  });
+
+  it('sends a reader that falls behind everything at its own pace, without dropping it', async () => {
+    const flood = await startApp({ maxOutputBytes: 16 << 20 });
+    try {
+      await flood.listen({ host: '127.0.0.1', port: 0 });
+      const { port } = flood.server.address() as { port: number };
+      const lines = 60_000; // ~6 MiB of stream, several times what may wait in the socket
+      const id = await submit(flood, {
+        notebookId: notebookId(),
+        cells: [{ cellId: 'f', code: `for i in range(${lines}): print(f'{i:08d}' + 'x' * 92)` }],
+      });
+      const body = await new Promise<string>((resolve, reject) => {
+        http
+          .get(`http://127.0.0.1:${port}/api/v1/submissions/${id}/events`, (res) => {
+            res.pause(); // reads nothing while the cell floods
+            setTimeout(() => res.resume(), 1500);
+            let text = '';
+            res.setEncoding('utf8');
+            res.on('data', (chunk: string) => (text += chunk));
+            res.on('end', () => resolve(text));
+          })
+          .on('error', reject);
+      });
+      const events = body
+        .split('\n\n')
+        .filter((block) => block.startsWith('id:'))
+        .map((block) => ({
+          event: /^event: (.*)$/m.exec(block)![1],
+          data: JSON.parse(/^data: (.*)$/m.exec(block)![1]!),
+        }));
+      expect(events.map((e) => e.event)).not.toContain('overflow');
+      expect(events.at(-1)).toMatchObject({ event: 'submission.finished', data: { state: 'success' } });
+      const streamed = events
+        .filter((e) => e.event === 'cell.stream')
+        .map((e) => e.data.text)
+        .join('');
+      const expected = Array.from(
+        { length: lines },
+        (_, i) => `${String(i).padStart(8, '0')}${'x'.repeat(92)}\n`,
+      );
+      // In order and once each; chunks the log no longer held after the end are in the result.
+      const whole = expected.join('');
+      expect(streamed.length).toBeGreaterThan(1 << 20);
+      expect(whole.startsWith(streamed)).toBe(true);
+      const finished = events.find((e) => e.event === 'cell.finished')!;
+      expect(finished.data.result.output === whole).toBe(true);
+    } finally {
+      await flood.close();
+    }
   });
 
   it('answers 404 for an unknown submission and 400 for a malformed Last-Event-ID', async () => {

@@ -259,7 +259,7 @@ def _cut_utf8(text, limit):
 
 def _append_locked(name, text):
     """Accounts text against the cell's budget and buffers it. Caller holds out_lock."""
-    n = _utf8_len(text)
+    n = len(text) if text.isascii() else _utf8_len(text)
     remaining = S.remaining
     if n > remaining:
         if remaining > 0:
@@ -356,8 +356,10 @@ def _emit(name, text):
         if S.remaining <= 0:
             S.dropped += _utf8_len(text)
             return
-        # Keep order with output a subprocess already wrote to fd 1/2.
-        if not S.pipe_eof and PIPE_POLL.poll(0):
+        # Keep order with output a subprocess already wrote to fd 1/2; not before print()'s own
+        # separator and end, which belong to the text just written (a poll per write was a third
+        # of what a flooding print cost).
+        if text != "\n" and text != " " and not S.pipe_eof and PIPE_POLL.poll(0):
             _drain_locked(SYNC_DRAIN_BYTES)
         _append_locked(name, text)
 

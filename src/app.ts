@@ -83,7 +83,7 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
           instance: createHash('sha256').update(resolve(config.dataDir)).digest('hex').slice(0, 12),
           log: app.log,
         });
-  const store = new SqliteStore(join(config.dataDir, 'runcell.db'));
+  const store = new SqliteStore(join(config.dataDir, 'runcell.db'), config.dbSync);
   const queue = new MemoryQueue(config.maxConcurrentNotebooks);
   const bus = new MemoryEventBus();
   const withWorkspaces = { ...config, workspaceDir: workspaceRoot };

@@ -25,12 +25,13 @@ function cacheStatements(sqlite: Database.Database): void {
 
 export class SqliteStore extends KyselyStore {
   /** `file` is a path, or ':memory:' for tests. */
-  constructor(file: string) {
+  constructor(file: string, sync: 'full' | 'normal' = 'full') {
     const sqlite = new Database(file);
     // WAL lets readers (status polls) proceed while a result is written. synchronous=FULL keeps
-    // the promise that a result is durable before it is announced, even across power loss.
+    // the promise that a result is durable before it is announced, even across power loss;
+    // NORMAL (WAL) keeps it across a crash of the server only, without an fsync per commit.
     sqlite.pragma('journal_mode = WAL');
-    sqlite.pragma('synchronous = FULL');
+    sqlite.pragma(`synchronous = ${sync === 'normal' ? 'NORMAL' : 'FULL'}`);
     sqlite.pragma('busy_timeout = 5000');
     cacheStatements(sqlite);
     super(new Kysely<Tables>({ dialect: new SqliteDialect({ database: sqlite }) }));

@@ -48,7 +48,10 @@ export function notebookStreamRoutes(engine: Engine, feed: NotebookFeed) {
           String(last),
           (after, onEvent) =>
             feed.follow(notebookId, Number(after), onEvent, () =>
-              stream.send(0, 'resync', { notebookId, reason: 'events after the given id are no longer kept' }),
+              stream.send(0, 'resync', {
+                notebookId,
+                reason: 'events after the given id are no longer kept',
+              }),
             ),
           (event: FeedEvent) => {
             stream.send(event.seq, event.type, event);

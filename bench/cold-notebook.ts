@@ -10,7 +10,7 @@
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../src/app.ts';
 import { loadConfig } from '../src/config.ts';
-import { benchDir, listenOnLoopback, timedCell } from './fixtures.ts';
+import { benchDir, listenOnLoopback, medianP99, met, report, timedCell } from './fixtures.ts';
 
 const ROUNDS = Number(process.argv[2] ?? 50);
 const PAUSE_MS = 600;
@@ -68,4 +68,16 @@ line('new notebook, kernel started for it', started);
 line('existing notebook, warm kernel (floor)', warm);
 console.log(
   `pool / warm = ${(median(fromPool) / median(warm)).toFixed(2)}; started / warm = ${(median(started) / median(warm)).toFixed(2)}`,
+);
+const command = ['bench/cold-notebook.ts', ...process.argv.slice(2)].join(' ');
+const coldRow = (how: string, xs: number[], limitMs: number) => ({
+  benchmark: `cold notebook: a new notebook's first cell \`print(1)\`, ${how}, POST submit + long-poll status, ${ROUNDS} notebooks (\`${command}\`)`,
+  runcell: medianP99(xs),
+  floor: `warm cell of an existing notebook: ${medianP99(warm)}`,
+  ratio: `${(median(xs) / median(warm)).toFixed(2)}× the warm cell (median)`,
+  target: `median ≤ ${limitMs} ms: ${met(median(xs) <= limitMs)}`,
+});
+report(
+  coldRow('kernel from the warm pool', fromPool, 5),
+  coldRow('kernel started for it (no pool)', started, 50),
 );

@@ -10,7 +10,16 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { buildApp } from '../src/app.ts';
 import { loadConfig } from '../src/config.ts';
-import { benchDir, listenOnLoopback, timedCell } from './fixtures.ts';
+import {
+  benchDir,
+  listenOnLoopback,
+  medianP99,
+  met,
+  quantile,
+  report,
+  type ResultRow,
+  timedCell,
+} from './fixtures.ts';
 
 const COUNTS = (process.argv[2] ?? '10,100,500').split(',').map(Number);
 const WARM_CELLS = Number(process.argv[3] ?? 200);
@@ -50,12 +59,12 @@ function sandboxPss(): { kb: number; processes: number } {
   return { kb, processes };
 }
 
-const quantile = (xs: number[], q: number) =>
-  [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * q))]!;
 await cell('active', 'x = 0');
 let started = 0;
 const rows: string[] = [];
 let firstP99: number | undefined;
+const command = ['bench/density.ts', ...process.argv.slice(2)].join(' ');
+const results: ResultRow[] = [];
 for (const count of COUNTS) {
   // Start the notebooks up to `count`, 8 at a time.
   const startedAt = performance.now();
@@ -77,5 +86,15 @@ for (const count of COUNTS) {
     `${String(count).padStart(5)} idle  ${perNotebook.toFixed(2).padStart(6)} MiB each (${active.processes} processes)  warm median ${quantile(warm, 0.5).toFixed(2)} ms, p99 ${p99.toFixed(2)} ms (${(p99 / firstP99).toFixed(2)}× the first p99)  [started in ${startSeconds.toFixed(1)} s]`,
   );
   console.log(rows.at(-1));
+  const fewest = count === COUNTS[0];
+  results.push({
+    benchmark: `density: ${count} idle Python notebooks (one cell run in each), PSS per idle notebook over every sandbox process, and ${WARM_CELLS} warm \`x += 1\` cells of an active one (POST submit + long-poll status) (\`${command}\`)`,
+    runcell: `${perNotebook.toFixed(2)} MiB PSS each; warm ${medianP99(warm)}`,
+    ratio: fewest ? undefined : `warm p99 ${(p99 / firstP99).toFixed(2)}× the p99 with ${COUNTS[0]} idle`,
+    target: fewest
+      ? `≤ 8 MiB PSS per idle notebook: ${met(perNotebook <= 8)}`
+      : `≤ 8 MiB PSS per idle notebook: ${met(perNotebook <= 8)}; warm p99 ≤ 1.2× the p99 with ${COUNTS[0]} idle: ${met(p99 <= 1.2 * firstP99)}`,
+  });
 }
 await app.close();
+report(...results);

@@ -1,5 +1,5 @@
 /** What the benchmarks share: a silent logger, a data directory, and a sandboxed Python kernel. */
-import { chmodSync, mkdtempSync } from 'node:fs';
+import { appendFileSync, chmodSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
@@ -66,3 +66,39 @@ export async function timedCell(base: string, notebookId: string, code: string):
   if (status.status !== 'success') throw new Error(`${notebookId}: cell failed: ${JSON.stringify(status)}`);
   return performance.now() - t;
 }
+
+/** One row of the table `npm run bench` writes into BENCHMARKS.md. */
+export interface ResultRow {
+  /** What was measured, with the command that measured it. */
+  benchmark: string;
+  runcell: string;
+  /** The physical floor measured in the same run, if any. */
+  floor?: string;
+  /** Jupyter Server with ipykernel, measured in the same run, if any. */
+  peer?: string;
+  /** runcell against the floor or the peer, as the benchmark defines it. */
+  ratio?: string;
+  /** The issue's target, and whether this run met it. */
+  target?: string;
+}
+
+/**
+ * Hands rows to `bench/run-all.ts` (which sets RUNCELL_BENCH_RESULTS to a file it reads after
+ * the benchmark exits); run alone, a benchmark prints them.
+ */
+export function report(...rows: ResultRow[]): void {
+  const file = process.env.RUNCELL_BENCH_RESULTS;
+  if (file) appendFileSync(file, rows.map((row) => JSON.stringify(row) + '\n').join(''));
+  else for (const row of rows) console.log('result:', JSON.stringify(row));
+}
+
+/** Median and p99 of milliseconds, for a row. */
+export function medianP99(xs: number[], digits = 2): string {
+  return `median ${quantile(xs, 0.5).toFixed(digits)} ms, p99 ${quantile(xs, 0.99).toFixed(digits)} ms`;
+}
+
+export const quantile = (xs: number[], q: number): number =>
+  [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * q))]!;
+
+/** "met" or "not met", for a target. */
+export const met = (ok: boolean): string => (ok ? 'met' : 'not met');

@@ -14,7 +14,7 @@ import { loadConfig } from '../src/config.ts';
 import { KERNEL_ENV } from '../src/kernels/kernel-driver.ts';
 import { BwrapSandbox } from '../src/sandbox/bwrap-sandbox.ts';
 import type { SandboxSpec } from '../src/sandbox/sandbox.ts';
-import { benchDir, listenOnLoopback, log } from './fixtures.ts';
+import { benchDir, listenOnLoopback, log, met, quantile, report, type ResultRow } from './fixtures.ts';
 
 const RUNS = Number(process.argv[2] ?? 500);
 const CONCURRENCY = [2, 4];
@@ -91,9 +91,9 @@ async function phase(runs: number, concurrency: number, once: () => Promise<numb
   return { latencies, ms: performance.now() - t };
 }
 
-const quantile = (xs: number[], q: number) =>
-  [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * q))]!;
-const report: string[] = [];
+const lines: string[] = [];
+const rows: ResultRow[] = [];
+const command = ['bench/job-throughput.ts', ...process.argv.slice(2)].join(' ');
 for (const concurrency of CONCURRENCY) {
   const { app, config, base } = await server(concurrency);
   // The jobs' sandbox settings (src/jobs/job-config.ts), for the floor.
@@ -124,16 +124,25 @@ for (const concurrency of CONCURRENCY) {
   }
   await app.close();
   const rate = (name: keyof typeof totals) => (totals[name].latencies.length / totals[name].ms) * 1000;
-  for (const name of ['runcell', 'floor'] as const) {
+  const figures = (name: keyof typeof totals) => {
     const xs = totals[name].latencies;
-    report.push(
-      `concurrency ${concurrency} ${(name === 'runcell' ? 'jobs API' : 'bwrap spawn (floor)').padEnd(20)} ${rate(name).toFixed(1)} runs/s, p50 ${quantile(xs, 0.5).toFixed(1)} ms, p99 ${quantile(xs, 0.99).toFixed(1)} ms`,
+    return `${rate(name).toFixed(1)} runs/s, p50 ${quantile(xs, 0.5).toFixed(1)} ms, p99 ${quantile(xs, 0.99).toFixed(1)} ms`;
+  };
+  const share = rate('runcell') / rate('floor');
+  for (const name of ['runcell', 'floor'] as const)
+    lines.push(
+      `concurrency ${concurrency} ${(name === 'runcell' ? 'jobs API' : 'bwrap spawn (floor)').padEnd(20)} ${figures(name)}`,
     );
-  }
-  report.push(
-    `concurrency ${concurrency} runcell / floor = ${(rate('runcell') / rate('floor')).toFixed(2)}× (target ≥ 0.85×)`,
-  );
+  lines.push(`concurrency ${concurrency} runcell / floor = ${share.toFixed(2)}× (target ≥ 0.85×)`);
+  rows.push({
+    benchmark: `jobs throughput: \`print(1)\` Python jobs, POST /api/v1/jobs?wait=30, client concurrency and jobConcurrency ${concurrency}, ${RUNS} runs per path (\`${command}\`)`,
+    runcell: figures('runcell'),
+    floor: `bwrap spawn of python3 -I -S: ${figures('floor')}`,
+    ratio: `${share.toFixed(2)}× the floor (runs/s)`,
+    target: `≥ 0.85× the floor: ${met(share >= 0.85)}`,
+  });
 }
 await sandbox.close();
 console.log(`runs: ${RUNS} per path and concurrency, print(1), ${PHASES} interleaved phases each`);
-for (const line of report) console.log(line);
+for (const line of lines) console.log(line);
+report(...rows);

@@ -10,6 +10,7 @@
  */
 import { Session } from 'node:inspector';
 import vm from 'node:vm';
+import { report } from './fixtures.ts';
 
 const CELLS = ['x += 1', "const name = 'Bob'", 'class A { f() { return 1 } }', 'let y = x * 2; y'];
 const ROUNDS = 3000;
@@ -76,3 +77,19 @@ console.log(
   `TypeScript cell, esbuild transform: median ${us(median(stripped))}, p99 ${us(p99(stripped))} (per cell, on top)`,
 );
 session.disconnect();
+
+const command = ['bench/js-repl-mode.ts', ...process.argv.slice(2)].join(' ');
+const figures = (xs: number[]) => `median ${us(median(xs))}, p99 ${us(p99(xs))}`;
+report(
+  {
+    benchmark: `JavaScript cell semantics: V8 REPL mode (inspector Runtime.evaluate, replMode) against vm + a const/let/class → var transform, ${repl.length} cells each, in process (\`${command}\`)`,
+    runcell: `REPL mode: ${figures(repl)}`,
+    floor: `vm + source transform: ${figures(transformed)}`,
+    ratio: `REPL mode ${(median(repl) / median(transformed)).toFixed(2)}× the transform (median)`,
+  },
+  {
+    benchmark: `TypeScript cell: the server's esbuild transform before evaluation, ${stripped.length} cells (\`${command}\`)`,
+    runcell: `${figures(stripped)} per cell, on top`,
+    ratio: `${(median(stripped) / median(repl)).toFixed(2)}× a REPL-mode evaluation (median)`,
+  },
+);

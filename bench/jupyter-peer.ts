@@ -10,19 +10,34 @@
  * 2. Cold notebook: a new notebook's first cell `print(1)` → result: runcell with its default warm
  *    pool (waited for before each round, as for notebooks that do not arrive all at once) against
  *    Jupyter's POST /api/kernels + channels connect + first cell, stock and with TCP_NODELAY.
+ * 3. Streaming: the first output of `print(1); time.sleep(0.5)` at the client, submit → first
+ *    `cell.stream` on runcell's notebook WebSocket against execute_request → first iopub `stream`
+ *    on Jupyter's channels WebSocket, stock and with TCP_NODELAY; interleaved rounds.
  *
- *   node --import tsx bench/jupyter-peer.ts [cells=1000] [notebooks=50]
+ *   node --import tsx bench/jupyter-peer.ts [cells=1000] [notebooks=50] [stream rounds=10]
  */
 import { join } from 'node:path';
 import WebSocket from 'ws';
 import { buildApp } from '../src/app.ts';
 import { loadConfig } from '../src/config.ts';
 import { BwrapSandbox } from '../src/sandbox/bwrap-sandbox.ts';
-import { benchDir, listenOnLoopback, log, startPythonKernel, timedCell } from './fixtures.ts';
+import {
+  benchDir,
+  listenOnLoopback,
+  log,
+  medianP99,
+  met,
+  quantile,
+  report,
+  startPythonKernel,
+  timedCell,
+} from './fixtures.ts';
 import { JupyterServer } from './jupyter-server.ts';
 
 const CELLS = Number(process.argv[2] ?? 1000);
 const NOTEBOOKS = Number(process.argv[3] ?? 50);
+const STREAM_ROUNDS = Number(process.argv[4] ?? 10);
+const STREAM_CELL = 'print(1); time.sleep(0.5)';
 const dataDir = benchDir();
 const app = await buildApp(loadConfig({}, [], { dataDir, logLevel: 'silent', sandboxUidBase: 65200 }));
 const base = await listenOnLoopback(app);
@@ -38,13 +53,30 @@ const viaHttp = (notebookId: string, code: string) => timedCell(base, notebookId
 const socket = new WebSocket(`${base.replace('http', 'ws')}/api/v1/notebooks/bench-ws/ws`);
 await new Promise((resolve) => socket.once('open', resolve));
 let onFinished: (() => void) | undefined;
+let onStream: (() => void) | undefined;
 socket.on('message', (data) => {
-  if ((JSON.parse(data.toString()) as { type: string }).type === 'submission.finished') onFinished?.();
+  const { type } = JSON.parse(data.toString()) as { type: string };
+  if (type === 'cell.stream') onStream?.();
+  if (type === 'submission.finished') onFinished?.();
 });
 function viaWebSocket(code: string): Promise<number> {
   const t = performance.now();
   return new Promise((resolve) => {
     onFinished = () => resolve(performance.now() - t);
+    socket.send(JSON.stringify({ type: 'execute', cells: [{ cellId: 'c', code }] }));
+  });
+}
+/** Submit on the notebook WebSocket → its first `cell.stream`; resolves once the cell is done. */
+function firstOutputViaWebSocket(code: string): Promise<number> {
+  const t = performance.now();
+  let first: number | undefined;
+  return new Promise((resolve, reject) => {
+    onStream = () => (first ??= performance.now() - t);
+    onFinished = () => {
+      onStream = undefined;
+      if (first === undefined) reject(new Error(`no cell.stream for ${JSON.stringify(code)}`));
+      else resolve(first);
+    };
     socket.send(JSON.stringify({ type: 'execute', cells: [{ cellId: 'c', code }] }));
   });
 }
@@ -71,6 +103,14 @@ async function jupyterWarm(server: JupyterServer, tcpNoDelay: boolean) {
       await channels.execute(code);
       return performance.now() - t;
     },
+    /** execute_request → the cell's first iopub `stream`; resolves once the kernel is idle. */
+    async firstOutput(code: string): Promise<number> {
+      const t = performance.now();
+      let first: number | undefined;
+      await channels.execute(code, () => (first ??= performance.now() - t));
+      if (first === undefined) throw new Error(`no iopub stream for ${JSON.stringify(code)}`);
+      return first;
+    },
     async close() {
       await channels.close();
       await server.deleteKernel(id);
@@ -94,8 +134,6 @@ async function poolReady(): Promise<void> {
   while ((await app.inject('/healthz')).json().pooledKernels < 1) await new Promise((r) => setTimeout(r, 5));
 }
 
-const quantile = (xs: number[], q: number) =>
-  [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * q))]!;
 const median = (xs: number[]) => quantile(xs, 0.5);
 const p99 = (xs: number[]) => quantile(xs, 0.99);
 
@@ -110,6 +148,11 @@ const cold: Record<string, number[]> = {
   'runcell, kernel from the pool': [],
   'jupyter stock, kernel start + cell': [],
   'jupyter TCP_NODELAY, kernel start + cell': [],
+};
+const stream: Record<string, number[]> = {
+  'runcell websocket': [],
+  'jupyter stock': [],
+  'jupyter TCP_NODELAY': [],
 };
 try {
   const [jStock, jNoDelay] = await Promise.all([jupyterWarm(stock, false), jupyterWarm(nodelay, true)]);
@@ -126,6 +169,12 @@ try {
     const code = i % 2 === 0 ? 'x += 1' : 'print(1)';
     for (const [k, run] of paths.entries()) series[k]!.push(await run(code));
   }
+
+  const streamPaths = [firstOutputViaWebSocket, jStock.firstOutput, jNoDelay.firstOutput];
+  const streamSeries = Object.values(stream);
+  for (const run of [viaWebSocket, jStock.run, jNoDelay.run]) await run('import time');
+  for (let i = 0; i < STREAM_ROUNDS; i++)
+    for (const [k, run] of streamPaths.entries()) streamSeries[k]!.push(await run(STREAM_CELL));
   await Promise.all([jStock.close(), jNoDelay.close()]);
 
   const [fromPool, jStockCold, jNoDelayCold] = Object.values(cold);
@@ -159,3 +208,53 @@ console.log(`cold notebook: ${NOTEBOOKS} new notebooks, first cell print(1) → 
 console.log(`${'path'.padEnd(42)}median ms   p99 ms  med/runcell`);
 for (const [path, xs] of Object.entries(cold))
   console.log(`${path.padEnd(42)}${ms(median(xs))}${ms(p99(xs))}${ratio(median(xs) / median(pool))}`);
+const streamLine = (path: string, xs: number[]) =>
+  console.log(`${path.padEnd(22)}${ms(median(xs))}${ms(p99(xs))}`);
+console.log(`streaming: ${STREAM_ROUNDS} rounds, first output of ${STREAM_CELL} at the client, interleaved`);
+console.log(`${'path'.padEnd(22)}median ms   p99 ms`);
+for (const [path, xs] of Object.entries(stream)) streamLine(path, xs);
+
+const command = ['bench/jupyter-peer.ts', ...process.argv.slice(2)].join(' ');
+const jStockWarm = warm['jupyter stock']!;
+const jNoDelayWarm = warm['jupyter TCP_NODELAY']!;
+const pipe = warm['floor (pipe)']!;
+const slower = (peer: number[], runcell: number[]) => (median(peer) / median(runcell)).toFixed(1);
+const peers = (s: number[], n: number[]) => `Jupyter stock ${medianP99(s)}; TCP_NODELAY ${medianP99(n)}`;
+const warmRow = (how: string, xs: number[]) => ({
+  benchmark: `warm cell \`x += 1\`/\`print(1)\` against Jupyter Server + ipykernel (channels WebSocket, execute_request → iopub idle), ${CELLS} cells, runcell ${how} (\`${command}\`)`,
+  runcell: medianP99(xs, 3),
+  floor: `kernel over its pipe: ${medianP99(pipe, 3)}`,
+  peer: peers(jStockWarm, jNoDelayWarm),
+  ratio:
+    `Jupyter TCP_NODELAY ${slower(jNoDelayWarm, xs)}× slower, stock ${slower(jStockWarm, xs)}× slower; ` +
+    `runcell ${(median(xs) / median(pipe)).toFixed(1)}× the pipe (median)`,
+  target:
+    `median ≤ 1.0 ms, p99 ≤ 3 ms: ${met(median(xs) <= 1 && p99(xs) <= 3)}; ` +
+    `≥ 5× faster than ipykernel (TCP_NODELAY, median): ${met(median(jNoDelayWarm) >= 5 * median(xs))}`,
+});
+const streamRuncell = stream['runcell websocket']!;
+report(
+  warmRow('POST submit + long-poll status', lp),
+  warmRow('notebook WebSocket', ws),
+  {
+    benchmark: `cold notebook against Jupyter: a new notebook's first \`print(1)\` → result, runcell from its warm pool (POST submit + long-poll) vs Jupyter POST /api/kernels + channels connect + cell, ${NOTEBOOKS} notebooks (\`${command}\`)`,
+    runcell: medianP99(pool),
+    peer: peers(
+      cold['jupyter stock, kernel start + cell']!,
+      cold['jupyter TCP_NODELAY, kernel start + cell']!,
+    ),
+    ratio:
+      `Jupyter TCP_NODELAY ${slower(cold['jupyter TCP_NODELAY, kernel start + cell']!, pool)}× slower, ` +
+      `stock ${slower(cold['jupyter stock, kernel start + cell']!, pool)}× slower (median)`,
+    target: `median ≤ 5 ms from the warm pool: ${met(median(pool) <= 5)}`,
+  },
+  {
+    benchmark: `streaming: first output of \`${STREAM_CELL}\` at the client, runcell notebook WebSocket submit → first cell.stream vs Jupyter execute_request → first iopub stream, ${STREAM_ROUNDS} rounds (\`${command}\`)`,
+    runcell: medianP99(streamRuncell),
+    peer: peers(stream['jupyter stock']!, stream['jupyter TCP_NODELAY']!),
+    ratio:
+      `Jupyter TCP_NODELAY ${slower(stream['jupyter TCP_NODELAY']!, streamRuncell)}× slower, ` +
+      `stock ${slower(stream['jupyter stock']!, streamRuncell)}× slower (median)`,
+    target: `median ≤ 10 ms: ${met(median(streamRuncell) <= 10)}`,
+  },
+);

@@ -163,7 +163,10 @@ interface Message {
 
 /** One kernel's channels socket: execute a cell and wait for its `status: idle` on iopub. */
 export class JupyterChannels {
-  private pending = new Map<string, { resolve: () => void; reject: (e: Error) => void; error?: string }>();
+  private pending = new Map<
+    string,
+    { resolve: () => void; reject: (e: Error) => void; onStream?: () => void; error?: string }
+  >();
 
   constructor(
     private readonly socket: WebSocket,
@@ -175,6 +178,7 @@ export class JupyterChannels {
       if (!waiter) return;
       if (msg.channel === 'shell' && msg.header.msg_type === 'execute_reply' && msg.content.status !== 'ok')
         waiter.error = `${msg.content.ename}: ${msg.content.evalue}`;
+      if (msg.channel === 'iopub' && msg.header.msg_type === 'stream') waiter.onStream?.();
       if (
         msg.channel === 'iopub' &&
         msg.header.msg_type === 'status' &&
@@ -187,10 +191,11 @@ export class JupyterChannels {
     });
   }
 
-  execute(code: string): Promise<void> {
+  /** Runs `code`; `onStream` is called on each of its iopub `stream` messages (stdout, stderr). */
+  execute(code: string, onStream?: () => void): Promise<void> {
     const msgId = randomUUID();
     return new Promise((resolve, reject) => {
-      this.pending.set(msgId, { resolve, reject });
+      this.pending.set(msgId, { resolve, reject, onStream });
       this.socket.send(
         JSON.stringify({
           header: {

@@ -15,7 +15,7 @@
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { BwrapSandbox } from '../src/sandbox/bwrap-sandbox.ts';
-import { benchDir, log, python, startPythonKernel } from './fixtures.ts';
+import { benchDir, log, medianP99, python, report, startPythonKernel } from './fixtures.ts';
 
 const ROUNDS = Number(process.argv[2] ?? 40);
 const PAUSE_MS = 500;
@@ -118,4 +118,22 @@ console.log(`runcell kernel, every control (print(1) result): median ${c!.toFixe
 console.log(`ready / bare python3 = ${ratio(r!, b!)}; ready / bare -S = ${ratio(r!, s!)}`);
 console.log(
   `first cell / bare python3 = ${ratio(c!, b!)}; controls: ready / (bare + driver) = ${ratio(r!, d!)}`,
+);
+const command = ['bench/kernel-cold-start.ts', ...process.argv.slice(2)].join(' ');
+const floors =
+  `bare bwrap python3 -I first byte median ${b!.toFixed(1)} ms; -I -S median ${s!.toFixed(1)} ms; ` +
+  `bare + runcell driver ready median ${d!.toFixed(1)} ms`;
+report(
+  {
+    benchmark: `Python kernel cold start, every sandbox control, Kernel.start → ready frame, ${ROUNDS} new notebooks (\`${command}\`)`,
+    runcell: medianP99(readies, 1),
+    floor: floors,
+    ratio: `${ratio(r!, b!)}× bare python3 -I, ${ratio(r!, s!)}× bare -S; controls: ${ratio(r!, d!)}× bare + driver (median)`,
+  },
+  {
+    benchmark: `Python kernel cold start, every sandbox control, Kernel.start → first \`print(1)\` result, ${ROUNDS} new notebooks (\`${command}\`)`,
+    runcell: medianP99(firstCells, 1),
+    floor: floors,
+    ratio: `${ratio(c!, b!)}× bare python3 -I (median)`,
+  },
 );

@@ -10,7 +10,15 @@ import { loadConfig } from '../src/config.ts';
 import { discoverKernels } from '../src/engine/runtimes.ts';
 import { Kernel } from '../src/kernels/kernel.ts';
 import { BwrapSandbox } from '../src/sandbox/bwrap-sandbox.ts';
-import { benchDir, KERNEL_LIMITS, log, WORKSPACE_QUOTA } from './fixtures.ts';
+import {
+  benchDir,
+  KERNEL_LIMITS,
+  log,
+  medianP99,
+  report,
+  WORKSPACE_QUOTA,
+  type ResultRow,
+} from './fixtures.ts';
 
 const STARTS = Number(process.argv[2] ?? 5);
 const CELLS = Number(process.argv[3] ?? 100);
@@ -33,6 +41,10 @@ const p99 = (xs: number[]) =>
 const exec = { timeoutMs: 30_000, cpuTimeMs: 0, cpuCores: 1, graceMs: 2000, maxOutputBytes: 1 << 20 };
 
 console.log(`starts: ${STARTS}, warm cells: ${CELLS}`);
+const command = ['bench/languages.ts', ...process.argv.slice(2)].join(' ');
+const rows: ResultRow[] = [];
+/** Python's medians, the first runtime's: the other languages are compared with them. */
+let python: { start: number; warm: number } | undefined;
 for (const runtime of runtimes.filter((r) => r.stateful)) {
   const driver = drivers[runtime.kernel!]!;
   const code = TRIVIAL[runtime.language] ?? TRIVIAL[runtime.language.split('@')[0]!];
@@ -66,5 +78,16 @@ for (const runtime of runtimes.filter((r) => r.stateful)) {
   console.log(
     `${`${runtime.kernel} (${runtime.version})`.padEnd(34)} cold start median ${median(starts).toFixed(0)} ms; warm \`${code}\` median ${median(warm).toFixed(2)} ms, p99 ${p99(warm).toFixed(2)} ms`,
   );
+  const figures = { start: median(starts), warm: median(warm) };
+  if (runtime.language === 'python') python ??= figures;
+  rows.push({
+    benchmark: `${runtime.kernel} (${runtime.version}) kernel: cold start (Kernel.start → ready, every control, ${STARTS} starts) and warm \`${code}\` over its pipe (${CELLS} cells) (\`${command}\`)`,
+    runcell: `cold start median ${figures.start.toFixed(0)} ms; warm ${medianP99(warm)}`,
+    ratio:
+      python && runtime.language !== 'python'
+        ? `${(figures.start / python.start).toFixed(2)}× Python's cold start, ${(figures.warm / python.warm).toFixed(2)}× its warm cell (median)`
+        : undefined,
+  });
 }
 await sandbox.close();
+report(...rows);

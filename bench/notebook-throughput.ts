@@ -16,7 +16,7 @@ import { buildApp } from '../src/app.ts';
 import { loadConfig } from '../src/config.ts';
 import type { Kernel } from '../src/kernels/kernel.ts';
 import { BwrapSandbox } from '../src/sandbox/bwrap-sandbox.ts';
-import { benchDir, listenOnLoopback, log, startPythonKernel } from './fixtures.ts';
+import { benchDir, listenOnLoopback, log, met, quantile, report, startPythonKernel } from './fixtures.ts';
 
 const NOTEBOOKS = Number(process.argv[2] ?? 100);
 const CELLS = Number(process.argv[3] ?? 20);
@@ -74,11 +74,14 @@ async function limited<T>(jobs: (() => Promise<T>)[], limit: number): Promise<T[
 
 const notebooks = Array.from({ length: NOTEBOOKS }, (_, i) => `nb-${i}`);
 
+/** Every cell lost, duplicated or reordered, per path: the verdict the benchmark reports. */
+const problems = { runcell: [] as string[], floor: [] as string[] };
+
 /** Checks a notebook's outputs are the next CELLS integers after `done`, in order. */
-function verify(name: string, outputs: string[], done: number): void {
+function verify(path: keyof typeof problems, name: string, outputs: string[], done: number): void {
   const expected = Array.from({ length: CELLS }, (_, k) => `${done + k + 1}\n`);
   if (outputs.join('') !== expected.join(''))
-    throw new Error(`${name}: outputs ${JSON.stringify(outputs)}, expected ${JSON.stringify(expected)}`);
+    problems[path].push(`${name}: outputs ${JSON.stringify(outputs)}, expected ${JSON.stringify(expected)}`);
 }
 
 async function runcellRound(done: number) {
@@ -91,17 +94,20 @@ async function runcellRound(done: number) {
         const at = performance.now();
         sent.push({ id: await submit(notebookId, 'n += 1; print(n)'), at });
       }
-      if (new Set(sent.map((s) => s.id)).size !== CELLS) throw new Error(`${notebookId}: duplicate ids`);
+      if (new Set(sent.map((s) => s.id)).size !== CELLS)
+        problems.runcell.push(`${notebookId}: duplicate ids`);
       const outputs = await Promise.all(
         sent.map(async ({ id, at }) => {
           const status = await final(id);
           latencies.push(performance.now() - at);
-          if (status.state !== 'success' || status.results.length !== 1)
-            throw new Error(`${notebookId}: ${JSON.stringify(status)}`);
+          if (status.state !== 'success' || status.results.length !== 1) {
+            problems.runcell.push(`${notebookId}: ${JSON.stringify(status)}`);
+            return `(${status.state})`;
+          }
           return status.results[0]!.output;
         }),
       );
-      verify(notebookId, outputs, done);
+      verify('runcell', notebookId, outputs, done);
     }),
   );
   return { wallMs: performance.now() - t0, latencies };
@@ -131,7 +137,7 @@ async function floorRound(kernels: Kernel[], done: number) {
         outputs.push(stdout(r));
         latencies.push(performance.now() - t0);
       }
-      verify(`floor ${i}`, outputs, done);
+      verify('floor', `floor ${i}`, outputs, done);
     }),
   );
   return { wallMs: performance.now() - t0, latencies };
@@ -171,16 +177,18 @@ await Promise.all(kernels.map((k) => k.kill()));
 await sandbox.close();
 await app.close();
 
-const quantile = (xs: number[], q: number) =>
-  [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * q))]!;
 console.log(
   `notebooks: ${NOTEBOOKS} × ${CELLS} cells at once, ${ROUNDS} rounds interleaved, ` +
     `maxConcurrentNotebooks ${config.maxConcurrentNotebooks}`,
 );
-console.log(
-  `verified: ${NOTEBOOKS * CELLS * ROUNDS} cells per path, each notebook's outputs exactly ` +
-    `1..${CELLS * ROUNDS} in submission order (none lost, duplicated or reordered)`,
-);
+const intact = (path: keyof typeof problems) => problems[path].length === 0;
+if (intact('runcell') && intact('floor'))
+  console.log(
+    `verified: ${NOTEBOOKS * CELLS * ROUNDS} cells per path, each notebook's outputs exactly ` +
+      `1..${CELLS * ROUNDS} in submission order (none lost, duplicated or reordered)`,
+  );
+for (const path of ['runcell', 'floor'] as const)
+  for (const problem of problems[path].slice(0, 10)) console.log(`NOT VERIFIED ${path}: ${problem}`);
 for (const path of ['runcell', 'floor'] as const) {
   const xs = latency[path];
   console.log(
@@ -188,6 +196,19 @@ for (const path of ['runcell', 'floor'] as const) {
       `submit → final p50 ${quantile(xs, 0.5).toFixed(1)} ms, p99 ${quantile(xs, 0.99).toFixed(1)} ms`,
   );
 }
-console.log(
-  `runcell / floor throughput = ${(quantile(rounds.runcell, 0.5) / quantile(rounds.floor, 0.5)).toFixed(2)}`,
-);
+const share = quantile(rounds.runcell, 0.5) / quantile(rounds.floor, 0.5);
+console.log(`runcell / floor throughput = ${share.toFixed(2)}`);
+const command = ['bench/notebook-throughput.ts', ...process.argv.slice(2)].join(' ');
+const figures = (path: keyof typeof rounds) =>
+  `${quantile(rounds[path], 0.5).toFixed(0)} cells/s (median round), submit → final ` +
+  `p50 ${quantile(latency[path], 0.5).toFixed(1)} ms, p99 ${quantile(latency[path], 0.99).toFixed(1)} ms`;
+const verdict = (path: keyof typeof problems) =>
+  met(intact(path)) + (intact(path) ? '' : ` (${problems[path].length} problems, printed above)`);
+report({
+  benchmark: `throughput under concurrency: ${NOTEBOOKS} notebooks × ${CELLS} \`n += 1; print(n)\` cells submitted at once (POST /api/submit each, then long-poll), ${ROUNDS} rounds (\`${command}\`)`,
+  runcell: figures('runcell'),
+  floor: `the same cells into ${NOTEBOOKS} kernels over their pipes: ${figures('floor')}`,
+  ratio: `${share.toFixed(2)}× the floor's cells/s`,
+  target: `no cell lost, duplicated or reordered (${NOTEBOOKS * CELLS * ROUNDS} checked): runcell ${verdict('runcell')}, floor ${verdict('floor')}`,
+});
+if (!intact('runcell') || !intact('floor')) process.exitCode = 1;

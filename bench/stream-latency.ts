@@ -1,19 +1,27 @@
 /**
  * Streaming: how long a cell's print takes to reach an SSE client, and how much a flooding cell
- * pushes through the stream. The floor is a bare python3 writing to a pipe the same moment it
- * prints, read by this process. Interleaved in one run.
+ * pushes through the stream to a client in another process. The floors are a bare python3
+ * writing to a pipe read by this process: the moment it prints, and 10^6 lines through it.
+ * Interleaved in one run.
  *
- *   node --import tsx bench/stream-latency.ts [rounds]
+ *   node --import tsx bench/stream-latency.ts [rounds] [flood lines] [flood rounds]
  */
 import { spawn } from 'node:child_process';
 import { buildApp } from '../src/app.ts';
 import { loadConfig } from '../src/config.ts';
-import { benchDir, listenOnLoopback } from './fixtures.ts';
+import { benchDir, listenOnLoopback, medianP99, met, quantile, report } from './fixtures.ts';
 
 const ROUNDS = Number(process.argv[2] ?? 30);
+const FLOOD_LINES = Number(process.argv[3] ?? 1_000_000);
+const FLOOD_ROUNDS = Number(process.argv[4] ?? 2);
+const LINE_BYTES = 100; // 99 characters and the newline: 10^6 lines are 100 MB
+const FLOOD_CODE = `for i in range(${FLOOD_LINES}): print('x' * ${LINE_BYTES - 1})`;
+
 const dataDir = benchDir();
+// The output limit is per cell: a 100 MB flood needs one above it (the default is 1 MiB).
+const maxOutputBytes = Math.max(1 << 20, FLOOD_LINES * LINE_BYTES + (16 << 20));
 const app = await buildApp(
-  loadConfig({}, [], { dataDir, logLevel: 'silent', maxOutputBytes: 256 << 20, sandboxUidBase: 64200 }),
+  loadConfig({}, [], { dataDir, logLevel: 'silent', maxOutputBytes, sandboxUidBase: 64200 }),
 );
 const base = await listenOnLoopback(app);
 const nowNs = () => BigInt(Math.round((performance.timeOrigin + performance.now()) * 1e6));
@@ -69,33 +77,66 @@ function floorLatency(): Promise<number> {
         '-c',
         'import time, sys; sys.stdout.write(str(time.time_ns())); sys.stdout.flush(); time.sleep(0.1)',
       ],
-      {
-        stdio: ['ignore', 'pipe', 'inherit'],
-        env: {},
-      },
+      { stdio: ['ignore', 'pipe', 'inherit'], env: {} },
     );
     child.stdout.once('data', (d: Buffer) => resolve(Number(nowNs() - BigInt(d.toString().trim())) / 1e6));
   });
 }
 
-const FLOOD_LINES = 200_000;
-async function flood(): Promise<{ seconds: number; bytes: number; lines: number }> {
-  const id = await submit(`import sys\nfor i in range(${FLOOD_LINES}): print('x' * 63)`);
-  let bytes = 0;
-  let lines = 0;
-  let first = 0;
-  let last = 0;
-  await stream(id, (text) => {
-    if (!first) first = performance.now();
-    last = performance.now();
-    bytes += Buffer.byteLength(text);
-    for (let i = text.indexOf('\n'); i >= 0; i = text.indexOf('\n', i + 1)) lines++;
-  });
-  return { seconds: (last - first) / 1000, bytes, lines };
+interface Flood {
+  seconds: number; // cell.started → last line at the client
+  lines: number;
+  /** Growth of the server's resident memory over the flood, MiB. */
+  rssMiB: number;
+  /** cell.started → the submission's end (its 100 MB result stored and sent) at the client. */
+  finishedSeconds: number;
 }
 
-const quantile = (xs: number[], q: number) =>
-  [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * q))]!;
+/** The flood through runcell, read by bench/sse-reader.ts in a process of its own. */
+async function runcellFlood(): Promise<Flood> {
+  const before = process.memoryUsage().rss;
+  let peak = before;
+  const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 20);
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', 'bench/sse-reader.ts', base, 'bench', FLOOD_CODE],
+    {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d));
+  await new Promise((resolve) => child.on('exit', resolve));
+  clearInterval(sampler);
+  const f = JSON.parse(out) as { lastStreamMs: number; finishedMs: number; lines: number };
+  return {
+    seconds: f.lastStreamMs / 1000,
+    lines: f.lines,
+    rssMiB: (peak - before) / 1048576,
+    finishedSeconds: f.finishedMs / 1000,
+  };
+}
+
+/** The same lines from a bare python3 through a pipe into this process, first byte → end. */
+function floorFlood(): Promise<Flood> {
+  return new Promise((resolve) => {
+    let t = 0; // its first byte: interpreter start-up is not part of the flood
+    const child = spawn('/usr/bin/python3', ['-I', '-c', FLOOD_CODE], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+      env: {},
+    });
+    let lines = 0;
+    child.stdout.on('data', (d: Buffer) => {
+      t ||= performance.now();
+      for (let i = d.indexOf(10); i >= 0; i = d.indexOf(10, i + 1)) lines++;
+    });
+    child.stdout.on('end', () => {
+      const seconds = (performance.now() - t) / 1000;
+      resolve({ seconds, lines, rssMiB: 0, finishedSeconds: seconds });
+    });
+  });
+}
+
 await runcellLatency(); // warm the kernel
 const runcell: number[] = [];
 const floor: number[] = [];
@@ -103,17 +144,55 @@ for (let i = 0; i < ROUNDS; i++) {
   runcell.push(await runcellLatency());
   floor.push(await floorLatency());
 }
-const f = await flood();
+const floods: Flood[] = [];
+const floorFloods: Flood[] = [];
+for (let i = 0; i < FLOOD_ROUNDS; i++) {
+  floods.push(await runcellFlood());
+  floorFloods.push(await floorFlood());
+}
 await app.close();
+
+const lineRate = (f: Flood) => f.lines / f.seconds;
+const best = (fs: Flood[]) => fs.reduce((a, b) => (lineRate(b) > lineRate(a) ? b : a));
+const flood = best(floods);
+const floorBest = best(floorFloods);
+const mbps = (f: Flood) => (f.lines * LINE_BYTES) / 1e6 / f.seconds;
+const complete = floods.every((f) => f.lines === FLOOD_LINES);
+
 console.log(`rounds: ${ROUNDS}, interleaved`);
-console.log(
-  `print → SSE client (runcell): median ${quantile(runcell, 0.5).toFixed(2)} ms, p99 ${quantile(runcell, 0.99).toFixed(2)} ms`,
-);
-console.log(
-  `print → pipe reader (floor):  median ${quantile(floor, 0.5).toFixed(2)} ms, p99 ${quantile(floor, 0.99).toFixed(2)} ms`,
-);
-console.log(`ratio (median): ${(quantile(runcell, 0.5) / quantile(floor, 0.5)).toFixed(1)}`);
-console.log(
-  `flood: ${f.lines} lines, ${(f.bytes / 1048576).toFixed(1)} MiB in ${f.seconds.toFixed(2)} s: ` +
-    `${Math.round(f.lines / f.seconds)} lines/s, ${(f.bytes / 1048576 / f.seconds).toFixed(1)} MiB/s`,
+console.log(`print → SSE client (runcell): ${medianP99(runcell)}`);
+console.log(`print → pipe reader (floor):  ${medianP99(floor)}`);
+for (const [name, f] of [
+  ['runcell', flood],
+  ['floor', floorBest],
+] as const) {
+  console.log(
+    `flood ${name.padEnd(8)} ${f.lines} lines in ${f.seconds.toFixed(2)} s: ${Math.round(lineRate(f))} lines/s, ` +
+      `${mbps(f).toFixed(0)} MB/s` +
+      (name === 'runcell'
+        ? `; ended after ${f.finishedSeconds.toFixed(2)} s; server RSS +${f.rssMiB.toFixed(0)} MiB`
+        : ''),
+  );
+}
+const latency = quantile(runcell, 0.5);
+report(
+  {
+    benchmark: `first output of a cell → SSE client (\`bench/stream-latency.ts ${ROUNDS}\`)`,
+    runcell: medianP99(runcell),
+    floor: `bare python3 → pipe: ${medianP99(floor)}`,
+    ratio: `${(latency / quantile(floor, 0.5)).toFixed(1)}× the pipe`,
+    target: `≤ 10 ms: ${met(latency <= 10)}`,
+  },
+  {
+    benchmark:
+      `flood of ${FLOOD_LINES} lines × ${LINE_BYTES} B, cell.started → last line at an SSE client in another process ` +
+      `(best of ${FLOOD_ROUNDS})`,
+    runcell:
+      `${Math.round(lineRate(flood)).toLocaleString('en')} lines/s, ${mbps(flood).toFixed(0)} MB/s` +
+      `${complete ? '' : ' (LINES MISSING)'}; result stored and sent after ${flood.finishedSeconds.toFixed(1)} s; ` +
+      `server RSS +${flood.rssMiB.toFixed(0)} MiB`,
+    floor: `bare python3 → pipe: ${Math.round(lineRate(floorBest)).toLocaleString('en')} lines/s, ${mbps(floorBest).toFixed(0)} MB/s`,
+    ratio: `${(lineRate(flood) / lineRate(floorBest)).toFixed(2)}× the pipe`,
+    target: `≥ 1 M lines/s and ≥ 200 MB/s: ${met(complete && lineRate(flood) >= 1e6 && mbps(flood) >= 200)}`,
+  },
 );

@@ -11,7 +11,17 @@ import WebSocket from 'ws';
 import { buildApp } from '../src/app.ts';
 import { loadConfig } from '../src/config.ts';
 import { BwrapSandbox } from '../src/sandbox/bwrap-sandbox.ts';
-import { benchDir, listenOnLoopback, log, startPythonKernel, timedCell } from './fixtures.ts';
+import {
+  benchDir,
+  listenOnLoopback,
+  log,
+  medianP99,
+  met,
+  quantile,
+  report,
+  startPythonKernel,
+  timedCell,
+} from './fixtures.ts';
 
 const CELLS = Number(process.argv[2] ?? 500);
 const dataDir = benchDir();
@@ -49,8 +59,6 @@ async function viaPipe(code: string): Promise<number> {
   return performance.now() - t;
 }
 
-const quantile = (xs: number[], q: number) =>
-  [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * q))]!;
 for (const run of [viaHttp, viaWebSocket, viaPipe]) await run('x = 0'); // start the kernels
 const results: Record<string, number[]> = { http: [], websocket: [], pipe: [] };
 for (let i = 0; i < CELLS; i++) {
@@ -71,3 +79,17 @@ for (const [path, xs] of Object.entries(results)) {
     `${path.padEnd(10)} median ${median.toFixed(3)} ms, p99 ${quantile(xs, 0.99).toFixed(3)} ms, ${(median / floor).toFixed(1)}× the pipe`,
   );
 }
+const command = ['bench/warm-cell.ts', ...process.argv.slice(2)].join(' ');
+const paths = { http: 'POST submit + long-poll status', websocket: 'notebook WebSocket' } as const;
+report(
+  ...(['http', 'websocket'] as const).map((path) => {
+    const xs = results[path]!;
+    return {
+      benchmark: `warm cell \`x += 1\`/\`print(1)\`, ${CELLS} cells, ${paths[path]} (\`${command}\`)`,
+      runcell: medianP99(xs, 3),
+      floor: `kernel over its pipe: ${medianP99(results.pipe!, 3)}`,
+      ratio: `${(quantile(xs, 0.5) / floor).toFixed(1)}× the pipe (median)`,
+      target: `median ≤ 1.0 ms, p99 ≤ 3 ms: ${met(quantile(xs, 0.5) <= 1 && quantile(xs, 0.99) <= 3)}`,
+    };
+  }),
+);

@@ -13,6 +13,7 @@ const HELPER = readFileSync(new URL('./mount-helper.py', import.meta.url), 'utf8
 export class MountHelper {
   readonly #python: string;
   #child: ChildProcess | undefined;
+  #closed = false;
   readonly #pending: { resolve: () => void; reject: (err: Error) => void }[] = [];
 
   /** Debian's interpreter, whatever the kernels use: this runs as root, on the host. */
@@ -37,6 +38,7 @@ export class MountHelper {
 
   #request(line: string): Promise<void> {
     const child = (this.#child ??= this.#start());
+    hold(child, true);
     return new Promise<void>((resolve, reject) => {
       this.#pending.push({ resolve, reject });
       child.stdin!.write(`${line}\n`);
@@ -55,6 +57,9 @@ export class MountHelper {
     });
     createInterface({ input: child.stdout! }).on('line', (answer) => {
       const pending = this.#pending.shift();
+      // After close(), a kernel that ends late still detaches its volume, but an idle helper
+      // must not keep the server's process alive (it exits when the pipe closes with it).
+      if (this.#closed && this.#pending.length === 0) hold(child, false);
       if (answer === 'ok') pending?.resolve();
       else pending?.reject(new Error(`mount helper: ${answer}`));
     });
@@ -67,8 +72,17 @@ export class MountHelper {
   }
 
   close(): void {
+    this.#closed = true;
     this.#child?.stdin!.end();
     this.#child = undefined;
+  }
+}
+
+/** Whether the helper (process and pipes) keeps Node's event loop alive. */
+function hold(child: ChildProcess, on: boolean): void {
+  for (const handle of [child, child.stdin, child.stdout] as unknown as { ref(): void; unref(): void }[]) {
+    if (on) handle.ref();
+    else handle.unref();
   }
 }
 

@@ -1,13 +1,15 @@
 /** RUNCELL_DB_SYNC: how SQLite makes a commit durable. */
 import { join } from 'node:path';
-import { sql } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.ts';
 import { SqliteStore } from '../../src/store/sqlite-store.ts';
 import { tempDir } from '../helpers.ts';
 
 async function synchronous(store: SqliteStore): Promise<number> {
-  const { rows } = await sql<{ synchronous: number }>`PRAGMA synchronous`.execute(store.db);
+  const { rows } = await sql<{ synchronous: number }>`PRAGMA synchronous`.execute(
+    (store as unknown as { db: Kysely<unknown> }).db,
+  );
   return rows[0]!.synchronous;
 }
 

@@ -25,7 +25,7 @@ const START_PARALLELISM = 8;
 const UID_BASE = 67000;
 
 const dataDir = benchDir();
-const config = loadConfig({}, [], {
+const config = loadConfig(process.env, [], {
   dataDir,
   logLevel: 'silent',
   sandboxUidBase: UID_BASE,

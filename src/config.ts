@@ -161,7 +161,11 @@ export const ConfigSchema = Type.Object({
     default: false,
     description: 'Let `POST /service/stop` (the Flux API) stop the server gracefully.',
   }),
-  maxConcurrentNotebooks: Int(8, 'Notebooks whose cells run at the same time.', 1),
+  maxConcurrentNotebooks: Int(
+    32,
+    'Notebooks whose cells run at the same time (each kernel is capped at kernelCpus by its cgroup; more wait in the queue).',
+    1,
+  ),
   maxCellsPerSubmission: Int(1000, 'Cells one submission may carry.', 1),
   bodyLimitBytes: Int(5 * 1024 * 1024, 'Largest request body accepted.', 1024),
 });

@@ -27,22 +27,35 @@ const CELLS = Number(process.argv[2] ?? 500);
 const dataDir = benchDir();
 const app = await buildApp(loadConfig({}, [], { dataDir, logLevel: 'silent', sandboxUidBase: 64300 }));
 const base = await listenOnLoopback(app);
+// The same server with RUNCELL_DB_SYNC=normal: what the two fsyncs per cell cost.
+const appNoFsync = await buildApp(
+  loadConfig({}, [], { dataDir: benchDir(), logLevel: 'silent', sandboxUidBase: 65600, dbSync: 'normal' }),
+);
+const baseNoFsync = await listenOnLoopback(appNoFsync);
 
 const viaHttp = (code: string) => timedCell(base, 'bench-http', code);
 
-const socket = new WebSocket(`${base.replace('http', 'ws')}/api/v1/notebooks/bench-ws/ws`);
-await new Promise((resolve) => socket.once('open', resolve));
-let onFinished: (() => void) | undefined;
-socket.on('message', (data) => {
-  if ((JSON.parse(data.toString()) as { type: string }).type === 'submission.finished') onFinished?.();
-});
-function viaWebSocket(code: string): Promise<number> {
-  const t = performance.now();
-  return new Promise((resolve) => {
-    onFinished = () => resolve(performance.now() - t);
-    socket.send(JSON.stringify({ type: 'execute', cells: [{ cellId: 'c', code }] }));
+/** Cells on a notebook's WebSocket: execute → submission.finished. */
+async function webSocketPath(serverBase: string, notebookId: string) {
+  const socket = new WebSocket(`${serverBase.replace('http', 'ws')}/api/v1/notebooks/${notebookId}/ws`);
+  await new Promise((resolve) => socket.once('open', resolve));
+  let onFinished: (() => void) | undefined;
+  socket.on('message', (data) => {
+    if ((JSON.parse(data.toString()) as { type: string }).type === 'submission.finished') onFinished?.();
   });
+  const run = (code: string): Promise<number> => {
+    const t = performance.now();
+    return new Promise((resolve) => {
+      onFinished = () => resolve(performance.now() - t);
+      socket.send(JSON.stringify({ type: 'execute', cells: [{ cellId: 'c', code }] }));
+    });
+  };
+  return { run, close: () => socket.close() };
 }
+const ws = await webSocketPath(base, 'bench-ws');
+const wsNoFsync = await webSocketPath(baseNoFsync, 'bench-ws');
+const viaWebSocket = ws.run;
+const viaWebSocketNoFsync = wsNoFsync.run;
 
 const sandbox = new BwrapSandbox({ uidBase: 64400, uidCount: 2, instance: 'bench-warm', log });
 await sandbox.init();
@@ -59,18 +72,21 @@ async function viaPipe(code: string): Promise<number> {
   return performance.now() - t;
 }
 
-for (const run of [viaHttp, viaWebSocket, viaPipe]) await run('x = 0'); // start the kernels
-const results: Record<string, number[]> = { http: [], websocket: [], pipe: [] };
+for (const run of [viaHttp, viaWebSocket, viaWebSocketNoFsync, viaPipe]) await run('x = 0'); // start the kernels
+const results: Record<string, number[]> = { http: [], websocket: [], 'ws-nofsync': [], pipe: [] };
 for (let i = 0; i < CELLS; i++) {
   const code = i % 2 === 0 ? 'x += 1' : 'print(1)';
   results.http!.push(await viaHttp(code));
   results.websocket!.push(await viaWebSocket(code));
+  results['ws-nofsync']!.push(await viaWebSocketNoFsync(code));
   results.pipe!.push(await viaPipe(code));
 }
-socket.close();
+ws.close();
+wsNoFsync.close();
 await kernel.kill();
 await sandbox.close();
 await app.close();
+await appNoFsync.close();
 const floor = quantile(results.pipe!, 0.5);
 console.log(`cells: ${CELLS} per path (x += 1 and print(1) alternating), interleaved`);
 for (const [path, xs] of Object.entries(results)) {
@@ -80,9 +96,13 @@ for (const [path, xs] of Object.entries(results)) {
   );
 }
 const command = ['bench/warm-cell.ts', ...process.argv.slice(2)].join(' ');
-const paths = { http: 'POST submit + long-poll status', websocket: 'notebook WebSocket' } as const;
+const paths = {
+  http: 'POST submit + long-poll status',
+  websocket: 'notebook WebSocket',
+  'ws-nofsync': 'notebook WebSocket, RUNCELL_DB_SYNC=normal (no fsync per commit)',
+} as const;
 report(
-  ...(['http', 'websocket'] as const).map((path) => {
+  ...(['http', 'websocket', 'ws-nofsync'] as const).map((path) => {
     const xs = results[path]!;
     return {
       benchmark: `warm cell \`x += 1\`/\`print(1)\`, ${CELLS} cells, ${paths[path]} (\`${command}\`)`,

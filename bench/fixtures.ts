@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
+import WebSocket from 'ws';
 import { Kernel } from '../src/kernels/kernel.ts';
 import { PythonDriver } from '../src/kernels/python/python-driver.ts';
 import type { Sandbox } from '../src/sandbox/sandbox.ts';
@@ -49,6 +50,60 @@ export async function listenOnLoopback(app: FastifyInstance): Promise<string> {
   await app.listen({ host: '127.0.0.1', port: 0 });
   const address = app.server.address();
   return `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
+}
+
+/** A cell straight through a kernel's pipe (the floor): its milliseconds. */
+export async function timedPipeCell(kernel: Kernel, code: string): Promise<number> {
+  const t = performance.now();
+  await kernel.execute(code, {
+    timeoutMs: 30_000,
+    cpuTimeMs: 0,
+    cpuCores: 1,
+    graceMs: 1000,
+    maxOutputBytes: 1 << 20,
+  });
+  return performance.now() - t;
+}
+
+/**
+ * A notebook's WebSocket: `run` times execute → submission.finished, `firstOutput` execute → the
+ * cell's first cell.stream (resolving once the cell is done).
+ */
+export async function notebookWebSocket(base: string, notebookId: string) {
+  const socket = new WebSocket(`${base.replace('http', 'ws')}/api/v1/notebooks/${notebookId}/ws`);
+  await new Promise((resolve) => socket.once('open', resolve));
+  let onFinished: (() => void) | undefined;
+  let onStream: (() => void) | undefined;
+  socket.on('message', (data) => {
+    const { type } = JSON.parse(data.toString()) as { type: string };
+    if (type === 'cell.stream') onStream?.();
+    if (type === 'submission.finished') onFinished?.();
+  });
+  const execute = (code: string) =>
+    socket.send(JSON.stringify({ type: 'execute', cells: [{ cellId: 'c', code }] }));
+  return {
+    run(code: string): Promise<number> {
+      const t = performance.now();
+      return new Promise((resolve) => {
+        onFinished = () => resolve(performance.now() - t);
+        execute(code);
+      });
+    },
+    firstOutput(code: string): Promise<number> {
+      const t = performance.now();
+      let first: number | undefined;
+      return new Promise((resolve, reject) => {
+        onStream = () => (first ??= performance.now() - t);
+        onFinished = () => {
+          onStream = undefined;
+          if (first === undefined) reject(new Error(`no cell.stream for ${JSON.stringify(code)}`));
+          else resolve(first);
+        };
+        execute(code);
+      });
+    },
+    close: () => socket.close(),
+  };
 }
 
 /** One cell through runcell's Pennant path (POST submit + long-poll status): its milliseconds. */

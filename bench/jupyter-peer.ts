@@ -17,7 +17,6 @@
  *   node --import tsx bench/jupyter-peer.ts [cells=1000] [notebooks=50] [stream rounds=10]
  */
 import { join } from 'node:path';
-import WebSocket from 'ws';
 import { buildApp } from '../src/app.ts';
 import { loadConfig } from '../src/config.ts';
 import { BwrapSandbox } from '../src/sandbox/bwrap-sandbox.ts';
@@ -29,7 +28,9 @@ import {
   met,
   quantile,
   report,
+  notebookWebSocket,
   startPythonKernel,
+  timedPipeCell,
   timedCell,
 } from './fixtures.ts';
 import { JupyterServer } from './jupyter-server.ts';
@@ -50,49 +51,12 @@ const [stock, nodelay] = await Promise.all([
 
 const viaHttp = (notebookId: string, code: string) => timedCell(base, notebookId, code);
 
-const socket = new WebSocket(`${base.replace('http', 'ws')}/api/v1/notebooks/bench-ws/ws`);
-await new Promise((resolve) => socket.once('open', resolve));
-let onFinished: (() => void) | undefined;
-let onStream: (() => void) | undefined;
-socket.on('message', (data) => {
-  const { type } = JSON.parse(data.toString()) as { type: string };
-  if (type === 'cell.stream') onStream?.();
-  if (type === 'submission.finished') onFinished?.();
-});
-function viaWebSocket(code: string): Promise<number> {
-  const t = performance.now();
-  return new Promise((resolve) => {
-    onFinished = () => resolve(performance.now() - t);
-    socket.send(JSON.stringify({ type: 'execute', cells: [{ cellId: 'c', code }] }));
-  });
-}
-/** Submit on the notebook WebSocket → its first `cell.stream`; resolves once the cell is done. */
-function firstOutputViaWebSocket(code: string): Promise<number> {
-  const t = performance.now();
-  let first: number | undefined;
-  return new Promise((resolve, reject) => {
-    onStream = () => (first ??= performance.now() - t);
-    onFinished = () => {
-      onStream = undefined;
-      if (first === undefined) reject(new Error(`no cell.stream for ${JSON.stringify(code)}`));
-      else resolve(first);
-    };
-    socket.send(JSON.stringify({ type: 'execute', cells: [{ cellId: 'c', code }] }));
-  });
-}
+const runcellWs = await notebookWebSocket(base, 'bench-ws');
+const viaWebSocket = runcellWs.run;
+const firstOutputViaWebSocket = runcellWs.firstOutput;
 
 const kernel = await startPythonKernel(sandbox, 'floor', join(dataDir, 'floor'));
-async function viaPipe(code: string): Promise<number> {
-  const t = performance.now();
-  await kernel.execute(code, {
-    timeoutMs: 30_000,
-    cpuTimeMs: 0,
-    cpuCores: 1,
-    graceMs: 1000,
-    maxOutputBytes: 1 << 20,
-  });
-  return performance.now() - t;
-}
+const viaPipe = (code: string) => timedPipeCell(kernel, code);
 
 async function jupyterWarm(server: JupyterServer, tcpNoDelay: boolean) {
   const id = await server.startKernel();
@@ -186,7 +150,7 @@ try {
     jNoDelayCold!.push(await jupyterCold(nodelay, true));
   }
 } finally {
-  socket.close();
+  runcellWs.close();
   await kernel.kill();
   await sandbox.close();
   await app.close();

@@ -7,7 +7,6 @@
  *   node --import tsx bench/warm-cell.ts [cells]
  */
 import { join } from 'node:path';
-import WebSocket from 'ws';
 import { buildApp } from '../src/app.ts';
 import { loadConfig } from '../src/config.ts';
 import { BwrapSandbox } from '../src/sandbox/bwrap-sandbox.ts';
@@ -19,7 +18,9 @@ import {
   met,
   quantile,
   report,
+  notebookWebSocket,
   startPythonKernel,
+  timedPipeCell,
   timedCell,
 } from './fixtures.ts';
 
@@ -35,42 +36,15 @@ const baseNoFsync = await listenOnLoopback(appNoFsync);
 
 const viaHttp = (code: string) => timedCell(base, 'bench-http', code);
 
-/** Cells on a notebook's WebSocket: execute → submission.finished. */
-async function webSocketPath(serverBase: string, notebookId: string) {
-  const socket = new WebSocket(`${serverBase.replace('http', 'ws')}/api/v1/notebooks/${notebookId}/ws`);
-  await new Promise((resolve) => socket.once('open', resolve));
-  let onFinished: (() => void) | undefined;
-  socket.on('message', (data) => {
-    if ((JSON.parse(data.toString()) as { type: string }).type === 'submission.finished') onFinished?.();
-  });
-  const run = (code: string): Promise<number> => {
-    const t = performance.now();
-    return new Promise((resolve) => {
-      onFinished = () => resolve(performance.now() - t);
-      socket.send(JSON.stringify({ type: 'execute', cells: [{ cellId: 'c', code }] }));
-    });
-  };
-  return { run, close: () => socket.close() };
-}
-const ws = await webSocketPath(base, 'bench-ws');
-const wsNoFsync = await webSocketPath(baseNoFsync, 'bench-ws');
+const ws = await notebookWebSocket(base, 'bench-ws');
+const wsNoFsync = await notebookWebSocket(baseNoFsync, 'bench-ws');
 const viaWebSocket = ws.run;
 const viaWebSocketNoFsync = wsNoFsync.run;
 
 const sandbox = new BwrapSandbox({ uidBase: 64400, uidCount: 2, instance: 'bench-warm', log });
 await sandbox.init();
 const kernel = await startPythonKernel(sandbox, 'floor', join(dataDir, 'floor'));
-async function viaPipe(code: string): Promise<number> {
-  const t = performance.now();
-  await kernel.execute(code, {
-    timeoutMs: 30_000,
-    cpuTimeMs: 0,
-    cpuCores: 1,
-    graceMs: 1000,
-    maxOutputBytes: 1 << 20,
-  });
-  return performance.now() - t;
-}
+const viaPipe = (code: string) => timedPipeCell(kernel, code);
 
 for (const run of [viaHttp, viaWebSocket, viaWebSocketNoFsync, viaPipe]) await run('x = 0'); // start the kernels
 const results: Record<string, number[]> = { http: [], websocket: [], 'ws-nofsync': [], pipe: [] };

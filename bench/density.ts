@@ -21,7 +21,7 @@ import {
   timedCell,
 } from './fixtures.ts';
 
-const COUNTS = (process.argv[2] ?? '10,100,500').split(',').map(Number);
+const COUNTS = (process.argv[2] ?? '1,10,100,500').split(',').map(Number);
 const WARM_CELLS = Number(process.argv[3] ?? 200);
 const UID_BASE = 66000;
 const MAX = Math.max(...COUNTS) + 2; // the notebooks, and the active one

@@ -24,7 +24,7 @@ const SUITE: { name: string; args: string[]; smoke: string[] }[] = [
   { name: 'js-repl-mode', args: [], smoke: [] },
   { name: 'job-throughput', args: ['300'], smoke: ['4'] },
   { name: 'jupyter-peer', args: ['1000', '50', '10'], smoke: ['5', '1', '1'] },
-  { name: 'density', args: ['10,100,500', '200'], smoke: ['2', '5'] },
+  { name: 'density', args: ['1,10,100,500', '200'], smoke: ['2', '5'] },
   { name: 'notebook-throughput', args: ['100', '20', '1'], smoke: ['3', '3', '1'] },
 ];
 /** A benchmark still running after this is stopped and reported as such. */

@@ -13,6 +13,7 @@ import {
   FINAL_STATES,
   type CellResult,
   type JupyterOutput,
+  type NewSubmission,
   type Store,
   type Submission,
   type SubmissionState,
@@ -81,6 +82,8 @@ export class Engine {
   readonly #interactive = new Set<string>();
   /** The input() a notebook's running cell waits for. */
   readonly #inputs = new Map<string, (value: string | null) => void>();
+  /** Submissions accepted but not yet committed: their run may start meanwhile (see submit). */
+  readonly #creating = new Map<string, { submission: Submission; durable: Promise<boolean> }>();
   #closing: string | undefined;
   #closed: Promise<void> | undefined;
 
@@ -120,16 +123,44 @@ export class Engine {
     if (!(timeout > 0))
       throw new RuncellError('REQUEST_INVALID', 'timeout must be a positive number of seconds');
     const id = randomUUID();
-    await this.#store.createSubmission({
+    const record: NewSubmission = {
       id,
       notebookId: input.notebookId,
       cells,
       timeoutSeconds: Math.min(timeout, this.#config.maxCellTimeoutSeconds),
       stopOnError: input.stopOnError ?? true,
       createdAt: new Date().toISOString(),
-    });
+    };
+    const created = this.#store.createSubmission(record);
+    // The cell is dispatched now, so the kernel runs it while the commit's fsync runs. Nothing of
+    // it is stored before the submission is (see #run), and the notebook's feed holds its events
+    // until the caller has acknowledged the submission: clients see it accepted first.
+    const durable = created.then(
+      () => true,
+      () => false,
+    );
+    const submission: Submission = {
+      ...record,
+      state: 'pending',
+      startedAt: null,
+      finishedAt: null,
+      reason: null,
+      results: [],
+    };
+    this.#creating.set(id, { submission, durable });
+    const release = this.#feed.hold(input.notebookId);
     if (input.interactive) this.#interactive.add(id);
     await this.#queue.add({ id, lane: input.notebookId });
+    try {
+      await created;
+    } catch (err) {
+      this.#interactive.delete(id);
+      release();
+      throw err;
+    } finally {
+      this.#creating.delete(id);
+    }
+    setImmediate(release); // after the caller's acknowledgement
     return id;
   }
 
@@ -222,7 +253,8 @@ export class Engine {
   }
 
   async #run(task: QueueTask): Promise<void> {
-    const submission = await this.#store.getSubmission(task.id);
+    const creating = this.#creating.get(task.id);
+    const submission = creating?.submission ?? (await this.#store.getSubmission(task.id));
     if (!submission || FINAL_STATES.has(submission.state)) return;
     const log = this.#log.child({ submissionId: submission.id, notebookId: submission.notebookId });
     const running: Running = {
@@ -251,6 +283,12 @@ export class Engine {
         // The last cell's result and the final state are one commit (the hot path: one cell).
         finished = (stops || index === submission.cells.length - 1) && !running.stopReason;
         const finish = finished ? { state, at: new Date().toISOString(), reason } : undefined;
+        if (creating && !(await creating.durable)) {
+          // Its creation failed (the client was told): there is nothing to record it in.
+          log.warn('a submission that could not be stored ran a cell; its result is dropped');
+          this.#logs.delete(submission.id);
+          return;
+        }
         await this.#store.addResult(submission.id, index, result, { startedAt: running.startedAt, finish });
         this.#emit(submission.notebookId, {
           type: 'cell.finished',

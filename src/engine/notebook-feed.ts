@@ -45,7 +45,33 @@ export class NotebookFeed {
     this.#limits = limits;
   }
 
+  /** Events held back per notebook (see hold), in order, and how many holds are on. */
+  readonly #held = new Map<string, { holds: number; events: { type: string; [field: string]: unknown }[] }>();
+
+  /**
+   * Holds the notebook's events back, in order, until the returned function is called (once
+   * per hold; they go out when the last hold is released).
+   */
+  hold(notebookId: string): () => void {
+    const held = this.#held.get(notebookId) ?? { holds: 0, events: [] };
+    held.holds++;
+    this.#held.set(notebookId, held);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      if (--held.holds > 0) return;
+      this.#held.delete(notebookId);
+      for (const event of held.events) this.publish(notebookId, event);
+    };
+  }
+
   publish(notebookId: string, event: { type: string; [field: string]: unknown }): void {
+    const held = this.#held.get(notebookId);
+    if (held) {
+      held.events.push(event);
+      return;
+    }
     let backlog = this.#backlogs.get(notebookId);
     if (backlog)
       this.#backlogs.delete(notebookId); // re-inserted last: the map is in LRU order

@@ -35,6 +35,32 @@ describe('NotebookFeed', () => {
     expect(feed.isFollowed('nb')).toBe(false);
   });
 
+  it("holds a notebook's events back in order until the last hold is released", () => {
+    const feed = new NotebookFeed(new MemoryEventBus());
+    const seen: [number, number][] = [];
+    feed.follow(
+      'nb',
+      0,
+      (e) => seen.push([e.seq, e.n as number]),
+      () => {},
+    );
+    const first = feed.hold('nb');
+    feed.publish('nb', { type: 't', n: 1 });
+    const second = feed.hold('nb');
+    feed.publish('nb', { type: 't', n: 2 });
+    feed.publish('other', { type: 't', n: 9 }); // another notebook is not held
+    first();
+    first(); // a release counts once
+    expect(seen).toEqual([]);
+    second();
+    feed.publish('nb', { type: 't', n: 3 });
+    expect(seen).toEqual([
+      [1, 1],
+      [2, 2],
+      [3, 3],
+    ]);
+  });
+
   it('keeps all notebooks together under the total cap, dropping the least recently active first', () => {
     const feed = new NotebookFeed(new MemoryEventBus(), { events: 100, bytes: 1 << 20, totalBytes: 10_000 });
     feed.publish('old', { type: 't', text: text(4000) });

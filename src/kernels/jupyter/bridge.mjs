@@ -356,9 +356,27 @@ function run(request) {
 }
 
 function maybeFinish(cell) {
-  if (cell.reply === null) return;
+  if (cell.reply === null) {
+    // Idle without a reply: a SIGINT landed in ipykernel's own code around the cell and cut its
+    // handler short. Its loop goes on; end the cell rather than wait for a reply never sent.
+    if (cell.idle) cell.idleTimer ??= setTimeout(() => finishUnanswered(cell), IDLE_GRACE_MS);
+    return;
+  }
   if (cell.idle) finish(cell);
   else cell.idleTimer ??= setTimeout(() => finish(cell), IDLE_GRACE_MS);
+}
+
+function finishUnanswered(cell) {
+  if (current !== cell || cell.reply !== null) return;
+  cell.reply = cell.interrupted
+    ? { status: 'error', ename: 'KeyboardInterrupt', evalue: '', traceback: ['KeyboardInterrupt'] }
+    : {
+        status: 'error',
+        ename: 'KernelError',
+        evalue: 'the kernel went idle without replying',
+        traceback: [],
+      };
+  finish(cell);
 }
 
 function finish(cell) {
@@ -462,7 +480,13 @@ function interrupt(id) {
     send(control, 'interrupt_request', {});
     return;
   }
-  signalKernel(); // again on execute_input if the kernel had not started the cell yet
+  // Not before execute_input: until then ipykernel may be installing its SIGINT handler, and a
+  // KeyboardInterrupt raised in its own message loop leaves it deaf to every later request.
+  if (cell.started) startSignalling(cell);
+}
+
+function startSignalling(cell) {
+  signalKernel();
   // A SIGINT that lands in the kernel's own code around the cell (ipykernel swallows it there)
   // is lost: repeat it until the cell ends, as jupyter_client users press Ctrl-C again.
   cell.resignal ??= setInterval(signalKernel, RESIGNAL_MS);
@@ -482,7 +506,7 @@ function onIopub(message) {
     case 'execute_input':
       if (!cell.started) {
         cell.started = true;
-        if (cell.interrupted && spec.interruptMode !== 'message') signalKernel();
+        if (cell.interrupted && spec.interruptMode !== 'message') startSignalling(cell);
       }
       return;
     case 'stream':
@@ -519,6 +543,8 @@ function onShell(message) {
   }
   const cell = current;
   if (type === 'execute_reply' && cell !== null && parentId === cell.msgId && cell.reply === null) {
+    clearTimeout(cell.idleTimer); // it was only waiting for this reply
+    cell.idleTimer = null;
     cell.reply = message.content;
     maybeFinish(cell);
   }

@@ -73,19 +73,19 @@ export type Follow<E> = (
  * Sends what `follow` delivers, at the client's pace. `send` writes one event and returns its id.
  * When the client falls MAX_BUFFERED_BYTES behind, this stops following and, once the socket has
  * drained, follows again after the last id sent: the source replays from its log what came in
- * between. A slow reader is neither dropped nor makes the server buffer without bound. Resolves
- * to false when the source does not exist.
+ * between. A slow reader is neither dropped nor makes the server buffer without bound. A source
+ * that no longer exists ends the stream.
  */
 export async function followAtClientPace<E>(
   stream: EventStream,
   after: string | undefined,
   follow: Follow<E>,
   send: (event: E) => string,
-): Promise<boolean> {
+): Promise<void> {
   let last = after;
   let stop: (() => void) | undefined; // the current round's, while it follows
   stream.onEnd(() => stop?.());
-  const round = async (): Promise<boolean> => {
+  const round = async (): Promise<void> => {
     let paused = false;
     let current: (() => void) | undefined; // unset while `follow` replays its log
     current = await follow(last, (event) => {
@@ -97,10 +97,9 @@ export async function followAtClientPace<E>(
       stop = undefined;
       stream.onDrain(() => void round());
     });
-    if (!current) return false;
+    if (!current) return stream.end();
     if (paused || stream.ended) current();
     else stop = current;
-    return true;
   };
   return round();
 }

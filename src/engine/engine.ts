@@ -268,6 +268,14 @@ export class Engine {
     let reason: string | null = null;
     let seq = 0;
     let finished = false;
+    // Whether the submission is in the store, for the writes about it: false when its creation
+    // failed (the client was told), and then nothing of its run is recorded or announced.
+    const stored = async () => {
+      if (!creating || (await creating.durable)) return true;
+      log.warn('a submission that could not be stored ran; what it did is dropped');
+      this.#logs.delete(submission.id);
+      return false;
+    };
     try {
       for (const cell of submission.cells) {
         if (running.stopReason) {
@@ -283,12 +291,7 @@ export class Engine {
         // The last cell's result and the final state are one commit (the hot path: one cell).
         finished = (stops || index === submission.cells.length - 1) && !running.stopReason;
         const finish = finished ? { state, at: new Date().toISOString(), reason } : undefined;
-        if (creating && !(await creating.durable)) {
-          // Its creation failed (the client was told): there is nothing to record it in.
-          log.warn('a submission that could not be stored ran a cell; its result is dropped');
-          this.#logs.delete(submission.id);
-          return;
-        }
+        if (!(await stored())) return;
         await this.#store.addResult(submission.id, index, result, { startedAt: running.startedAt, finish });
         this.#emit(submission.notebookId, {
           type: 'cell.finished',
@@ -313,6 +316,7 @@ export class Engine {
     } finally {
       this.#running.delete(submission.notebookId);
     }
+    if (!(await stored())) return;
     if (!finished) await this.#store.finishSubmission(submission.id, state, new Date().toISOString(), reason);
     this.#announceFinished(submission.notebookId, submission.id, state, seq);
   }
